@@ -1,0 +1,82 @@
+# duet — build, test, run and measure.
+# `make help` lists the targets. Every target works from a clean clone.
+
+SHELL := bash
+.SHELLFLAGS := -o pipefail -euc
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+# Every module listed in go.work; tests and vet run over all of them at once.
+MODULES   := $(shell $(GO) list -m -f '{{.Path}}' 2>/dev/null)
+PKGS      := $(addsuffix /...,$(MODULES))
+MODEL     ?= $(firstword $(wildcard $(CURDIR)/../shared/models/stories260K.gguf))
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/duet-llm/duet/engine/version.Version=$(VERSION)
+TEST_TIMEOUT ?= 15m
+# Debian packages the tests need, as command=package pairs.
+DEB_DEPS  :=
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install what the build and tests need (Debian packages, Go modules)
+	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%=*}; pkg=$${pair##*=}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	$(GO) mod download
+
+.PHONY: build
+build: ## build every binary into ./bin
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addsuffix /cmd/...,$(MODULES))
+
+.PHONY: test
+test: deps verify ## install what is needed, check formatting and run every test
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+.PHONY: test-short
+test-short: ## the fast tests only (-short)
+	$(GO) test -short -count=1 $(PKGS)
+
+.PHONY: run
+run: build ## generate a story with the engine on the default model (MODEL=path to choose)
+	@if [ -z "$(MODEL)" ]; then echo "no model: set MODEL=path/to/model.gguf" >&2; exit 2; fi
+	$(BIN)/duet-generate --model "$(MODEL)" --prompt "$${PROMPT:-Once upon a time}" --max-tokens $${MAX_TOKENS:-128} --temperature 0
+
+.PHONY: bench
+bench: bench-engine ## run every benchmark suite
+
+.PHONY: bench-engine
+bench-engine: ## engine decode/prefill throughput against memory-bandwidth and FMA limits
+	$(GO) run ./engine/cmd/duet-bench-engine
+
+.PHONY: lint
+lint: verify ## gofmt, go vet and staticcheck-free checks
+	$(GO) vet $(PKGS)
+
+.PHONY: verify
+verify: verify-fmt verify-tidy ## fail on drift: formatting, go.mod tidiness
+
+.PHONY: verify-fmt
+verify-fmt:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' | grep -v '\.pb\.go$$') 2>&1); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify-tidy
+verify-tidy:
+	@for m in $$($(GO) list -m -f '{{.Dir}}'); do \
+	  (cd $$m && $(GO) mod tidy -diff) || { echo "go.mod not tidy in $$m: run go mod tidy"; exit 1; }; \
+	done
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)

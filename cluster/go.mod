@@ -1,0 +1,3 @@
+module github.com/duet-llm/duet/cluster
+
+go 1.26

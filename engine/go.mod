@@ -1,0 +1,3 @@
+module github.com/duet-llm/duet/engine
+
+go 1.26

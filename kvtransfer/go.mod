@@ -1,0 +1,3 @@
+module github.com/duet-llm/duet/kvtransfer
+
+go 1.26
