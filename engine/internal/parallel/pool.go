@@ -1,0 +1,179 @@
+package parallel
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/duet-llm/duet/engine/internal/kernel"
+)
+
+// Task is a unit of divisible work: Do computes the indices [lo, hi). Do
+// is called from several goroutines at once on disjoint ranges.
+type Task interface {
+	Do(lo, hi int)
+}
+
+// Pool runs Tasks on a fixed set of worker goroutines plus the caller.
+type Pool struct {
+	workers int
+
+	start sync.Once
+	done  sync.WaitGroup // worker goroutines
+	wake  chan struct{}
+
+	mu     sync.Mutex // one call at a time; guards everything below
+	closed bool
+	call   sync.WaitGroup // helpers still working on the current call
+	task   Task
+	n      int
+	grain  int
+	next   atomic.Int64 // next index to hand out
+	mm     matMulTask
+}
+
+// New returns a pool of workers goroutines in all, the caller of each call
+// included (workers <= 0 means runtime.GOMAXPROCS(0)). It starts nothing.
+func New(workers int) *Pool {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	return &Pool{workers: workers}
+}
+
+// Workers is the number of goroutines a call runs on, the caller included.
+func (p *Pool) Workers() int { return p.workers }
+
+func (p *Pool) startWorkers() {
+	p.wake = make(chan struct{}, p.workers)
+	for range p.workers - 1 {
+		p.done.Add(1)
+		go p.worker()
+	}
+}
+
+func (p *Pool) worker() {
+	defer p.done.Done()
+	for range p.wake {
+		p.run()
+		p.call.Done()
+	}
+}
+
+// run claims chunks of the current call until none is left.
+func (p *Pool) run() {
+	g := int64(p.grain)
+	n := int64(p.n)
+	for {
+		lo := p.next.Add(g) - g
+		if lo >= n {
+			return
+		}
+		p.task.Do(int(lo), int(min(lo+g, n)))
+	}
+}
+
+// For runs task.Do over [0, n) split into chunks, on the pool's workers
+// and the caller, and returns when every index is done. Chunks are about
+// n/(4*workers) long, at least 1.
+func (p *Pool) For(n int, task Task) {
+	p.ForGrain(n, max(1, (n+4*p.workers-1)/(4*p.workers)), task)
+}
+
+// ForGrain is For with chunks of grain indices (the last may be shorter).
+func (p *Pool) ForGrain(n, grain int, task Task) {
+	if n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forLocked(n, grain, task)
+}
+
+func (p *Pool) forLocked(n, grain int, task Task) {
+	grain = max(grain, 1)
+	chunks := (n + grain - 1) / grain
+	helpers := min(p.workers, chunks) - 1
+	if p.closed || helpers <= 0 {
+		task.Do(0, n)
+		return
+	}
+	p.start.Do(p.startWorkers)
+	p.task, p.n, p.grain = task, n, grain
+	p.next.Store(0)
+	p.call.Add(helpers)
+	for range helpers {
+		p.wake <- struct{}{}
+	}
+	p.run()
+	p.call.Wait()
+	p.task = nil
+}
+
+// Close stops the worker goroutines and waits for them. Calls after Close
+// run on the caller alone.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	p.start.Do(func() {}) // never start after Close
+	if p.wake != nil {
+		close(p.wake)
+	}
+	p.done.Wait()
+}
+
+// matMulTask is MatMul's Task; the pool keeps one so a call allocates
+// nothing.
+type matMulTask struct {
+	dst []float32
+	w   kernel.Mat
+	x   []float32
+	n   int
+}
+
+func (t *matMulTask) Do(lo, hi int) {
+	kernel.MatMulRows(t.dst, t.w, t.x, t.n, lo, hi)
+}
+
+// rowGrain is the number of weight rows in a chunk of MatMul: a multiple
+// of the micro-kernels' row blocks, large enough to amortise a chunk's
+// set-up, small enough that the workers share the rows evenly.
+func rowGrain(rows, workers int) int {
+	const align = 16
+	g := (rows + 4*workers - 1) / (4 * workers)
+	g = (g + align - 1) / align * align
+	return max(g, align)
+}
+
+// MatMul computes dst[b*w.Rows+r] = kernel.Dot(row r of w, row b of x) for
+// every b < n and r < w.Rows, splitting the rows across the pool. The
+// result has the same bits as kernel.MatMulRows over all rows.
+//
+// Shapes are checked on the caller before any worker starts, so a mismatch
+// panics there (as kernel.MatMulRows does) rather than in a worker.
+func (p *Pool) MatMul(dst []float32, w kernel.Mat, x []float32, n int) {
+	if n <= 0 || w.Rows <= 0 {
+		return
+	}
+	if err := w.Validate(); err != nil {
+		panic("parallel: MatMul: " + err.Error())
+	}
+	if len(x)/max(w.Cols, 1) < n || len(dst)/w.Rows < n {
+		panic(fmt.Sprintf("parallel: MatMul: %d rows of %d need %d activations and %d outputs, have %d and %d",
+			n, w.Cols, n*w.Cols, n*w.Rows, len(x), len(dst)))
+	}
+	if p.workers <= 1 || w.Rows <= 16 {
+		kernel.MatMulRows(dst, w, x, n, 0, w.Rows)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mm = matMulTask{dst: dst, w: w, x: x, n: n}
+	p.forLocked(w.Rows, rowGrain(w.Rows, p.workers), &p.mm)
+	p.mm = matMulTask{}
+}
