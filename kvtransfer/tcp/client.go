@@ -1,0 +1,927 @@
+package tcp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/duet-llm/duet/kvtransfer"
+	"github.com/duet-llm/duet/kvtransfer/internal/wire"
+)
+
+// Config configures the sender side.
+type Config struct {
+	// Conns is the number of parallel connections per peer (default 4).
+	Conns int
+	// CRC adds a CRC32C of each write's payload, checked by the receiver.
+	CRC bool
+	// DialTimeout bounds dialing and the handshake (default 2s).
+	DialTimeout time.Duration
+	// WriteTimeout: a connection whose socket takes no bytes for this long
+	// (a receiver that stopped reading) fails, and so do its sessions
+	// (default 2s).
+	WriteTimeout time.Duration
+	// KeepAlive is the TCP keepalive idle time and probe interval
+	// (default 1s, 3 probes).
+	KeepAlive time.Duration
+	// MaxChunk splits writes larger than this into several frames, which
+	// go over different connections (default 1 MiB).
+	MaxChunk int
+	// MaxQueued bounds the bytes queued per connection before Write
+	// blocks (default 32 MiB).
+	MaxQueued int
+	// TLS, when set, is used for every connection.
+	TLS *tls.Config
+	// RDMA, when set, makes every session write through an RDMA data path
+	// set up over the connection; sessions fail if it cannot be set up.
+	// (rdma.NewTransport sets this; leave it nil for plain TCP.)
+	RDMA RDMADialer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Conns <= 0 {
+		c.Conns = 4
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 2 * time.Second
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = time.Second
+	}
+	if c.MaxChunk <= 0 {
+		c.MaxChunk = 1 << 20
+	}
+	c.MaxChunk = min(c.MaxChunk, wire.MaxWrite)
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 32 << 20
+	}
+	return c
+}
+
+// Transport is the sender side over TCP: persistent connections per peer,
+// frames written with writev straight from the caller's memory.
+type Transport struct {
+	cfg   Config
+	lg    *zap.Logger
+	stats kvtransfer.Counters
+	name  string
+
+	mu      sync.Mutex
+	peers   map[string]*peer
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+var _ kvtransfer.Transport = (*Transport)(nil)
+
+// New returns a transport. It does no I/O; connections are dialed by the
+// first Open to each peer and belong to Run, which must be running.
+func New(cfg Config, lg *zap.Logger) *Transport {
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	name := "tcp"
+	if cfg.RDMA != nil {
+		name = "rdma"
+	}
+	return &Transport{cfg: cfg.withDefaults(), lg: lg, peers: map[string]*peer{}, name: name}
+}
+
+// Name returns "tcp" (or "rdma" with an RDMA data path).
+func (t *Transport) Name() string { return t.name }
+
+// Stats returns the sender's counters.
+func (t *Transport) Stats() kvtransfer.Stats { return t.stats.Snapshot() }
+
+// Run blocks until ctx is done, then closes every connection (failing the
+// sessions on them) and returns once all goroutines have ended.
+func (t *Transport) Run(ctx context.Context) error {
+	<-ctx.Done()
+	t.mu.Lock()
+	t.stopped = true
+	var conns []*clientConn
+	for _, p := range t.peers {
+		p.mu.Lock()
+		conns = append(conns, p.conns...)
+		p.mu.Unlock()
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.fail(kvtransfer.ErrClosed)
+	}
+	t.wg.Wait()
+	return nil
+}
+
+func (t *Transport) peer(addr string) (*peer, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return nil, kvtransfer.ErrClosed
+	}
+	p, ok := t.peers[addr]
+	if !ok {
+		p = &peer{t: t, addr: addr}
+		t.peers[addr] = p
+	}
+	return p, nil
+}
+
+// Open starts a session for d. It dials d's first reachable endpoint if
+// needed; the token is checked by the receiver when the first frame for
+// the session arrives.
+func (t *Transport) Open(ctx context.Context, d *kvtransfer.Descriptor) (kvtransfer.Session, error) {
+	if len(d.Slots) == 0 {
+		return nil, &kvtransfer.TransferError{Op: "open", ID: d.ID, Err: kvtransfer.ErrBadSlots}
+	}
+	var errs []error
+	for _, ep := range d.Endpoints {
+		if t.cfg.RDMA != nil && !ep.RDMA {
+			continue
+		}
+		p, err := t.peer(ep.Addr)
+		if err != nil {
+			return nil, err
+		}
+		conns, err := p.ready(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := &session{
+			t: t, p: p, id: d.ID, token: d.Token, slots: d.Slots, conns: conns,
+			opened: make([]bool, len(conns)), flushes: map[uint64]*flushWait{},
+			committed: make(chan struct{}),
+		}
+		s.rr.Store(uint32(d.ID))
+		return s, nil
+	}
+	if len(errs) == 0 {
+		errs = append(errs, kvtransfer.ErrNoEndpoint)
+	}
+	return nil, &kvtransfer.TransferError{Op: "open", ID: d.ID, Err: errors.Join(errs...)}
+}
+
+type peer struct {
+	t    *Transport
+	addr string
+
+	dial  sync.Mutex // one dialer at a time
+	mu    sync.Mutex
+	conns []*clientConn
+}
+
+// ready returns the peer's live connections, dialing the missing ones.
+func (p *peer) ready(ctx context.Context) ([]*clientConn, error) {
+	p.mu.Lock()
+	live := liveConns(p.conns)
+	p.mu.Unlock()
+	if len(live) >= p.t.cfg.Conns {
+		return live, nil
+	}
+	p.dial.Lock()
+	defer p.dial.Unlock()
+	p.mu.Lock()
+	live = liveConns(p.conns)
+	p.conns = live
+	need := p.t.cfg.Conns - len(live)
+	p.mu.Unlock()
+	if need <= 0 {
+		return live, nil
+	}
+	type res struct {
+		c   *clientConn
+		err error
+	}
+	ch := make(chan res, need)
+	for range need {
+		go func() { c, err := p.dialOne(ctx); ch <- res{c, err} }()
+	}
+	var firstErr error
+	var fresh []*clientConn
+	for range need {
+		r := <-ch
+		if r.err != nil {
+			firstErr = r.err
+			continue
+		}
+		fresh = append(fresh, r.c)
+	}
+	p.t.mu.Lock()
+	stopped := p.t.stopped
+	if !stopped {
+		for _, c := range fresh {
+			p.t.wg.Add(2)
+			go func() { defer p.t.wg.Done(); c.writeLoop() }()
+			go func() { defer p.t.wg.Done(); c.readLoop() }()
+		}
+	}
+	p.t.mu.Unlock()
+	if stopped {
+		for _, c := range fresh {
+			c.raw.Close()
+		}
+		return nil, kvtransfer.ErrClosed
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, fresh...)
+	live = liveConns(p.conns)
+	p.mu.Unlock()
+	if len(live) == 0 {
+		return nil, &kvtransfer.TransferError{Op: "dial", Peer: p.addr, Err: firstErr}
+	}
+	return live, nil
+}
+
+func liveConns(cs []*clientConn) []*clientConn {
+	out := make([]*clientConn, 0, len(cs))
+	for _, c := range cs {
+		if c.alive() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (p *peer) dialOne(ctx context.Context) (*clientConn, error) {
+	cfg := &p.t.cfg
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: cfg.KeepAlive, Count: 3}}
+	raw, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &clientConn{p: p, raw: raw, c: raw, kick: make(chan struct{}, 1), done: make(chan struct{}), sessions: map[uint64]*session{}}
+	if err := c.handshake(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("handshake with %s: %w", p.addr, err)
+	}
+	return c, nil
+}
+
+// frame is one queued frame: header plus the caller's bytes (not copied).
+type frame struct {
+	hdr     [wire.HeaderSize]byte
+	payload []byte
+}
+
+type clientConn struct {
+	p    *peer
+	raw  net.Conn
+	c    net.Conn // raw or TLS
+	rdma RDMAPath
+
+	qmu     sync.Mutex
+	queue   []*frame
+	queued  int           // payload bytes in queue
+	space   chan struct{} // closed when the writer drained the queue (nil when nobody waits)
+	kick    chan struct{}
+	done    chan struct{}
+	err     error // why the connection failed; set before done closes
+	failing bool
+
+	smu      sync.Mutex
+	sessions map[uint64]*session // routes receiver replies
+
+	rdmaReply chan []byte // the RDMAAccept answer, during setup
+}
+
+func (c *clientConn) alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (c *clientConn) handshake(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok {
+		c.raw.SetDeadline(dl)
+		defer c.raw.SetDeadline(time.Time{})
+	}
+	if tc := c.p.t.cfg.TLS; tc != nil {
+		cfg := tc.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(c.p.addr)
+			cfg.ServerName = host
+		}
+		t := tls.Client(c.raw, cfg)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		c.c = t
+	}
+	var feat uint16
+	if c.p.t.cfg.CRC {
+		feat |= wire.FeatureCRC
+	}
+	if c.p.t.cfg.RDMA != nil {
+		feat |= wire.FeatureRDMA
+	}
+	var b [wire.HelloSize]byte
+	wire.Hello{Version: wire.Version, Features: feat}.Encode(b[:])
+	if _, err := c.c.Write(b[:]); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c.c, b[:]); err != nil {
+		return err
+	}
+	h, err := wire.DecodeHello(b[:])
+	if err != nil {
+		return err
+	}
+	if c.p.t.cfg.RDMA != nil {
+		if h.Features&wire.FeatureRDMA == 0 {
+			return fmt.Errorf("%w: receiver does not offer rdma", kvtransfer.ErrRDMA)
+		}
+		return c.setupRDMA()
+	}
+	return nil
+}
+
+// setupRDMA runs the queue-pair exchange on the fresh connection, before
+// its reader starts.
+func (c *clientConn) setupRDMA() error {
+	path, params, err := c.p.t.cfg.RDMA.Dial(c.p.addr)
+	if err != nil {
+		return fmt.Errorf("%w: %w", kvtransfer.ErrRDMA, err)
+	}
+	var hb [wire.HeaderSize]byte
+	h := wire.Header{Type: wire.FrameRDMAConnect, Length: uint32(len(params))}
+	h.Encode(hb[:])
+	bufs := net.Buffers{hb[:], params}
+	if _, err := bufs.WriteTo(c.c); err != nil {
+		path.Close()
+		return err
+	}
+	if _, err := io.ReadFull(c.c, hb[:]); err != nil {
+		path.Close()
+		return err
+	}
+	if err := h.Decode(hb[:]); err != nil || h.Type != wire.FrameRDMAAccept {
+		path.Close()
+		return fmt.Errorf("%w: bad rdma accept (%v)", kvtransfer.ErrProtocol, err)
+	}
+	reply := make([]byte, h.Length)
+	if _, err := io.ReadFull(c.c, reply); err != nil {
+		path.Close()
+		return err
+	}
+	if h.Slot != 0 {
+		path.Close()
+		return errOf(h.Slot, string(reply))
+	}
+	if err := path.Connect(reply); err != nil {
+		path.Close()
+		return fmt.Errorf("%w: %w", kvtransfer.ErrRDMA, err)
+	}
+	c.rdma = path
+	return nil
+}
+
+// fail marks the connection dead, closes it and fails its sessions.
+func (c *clientConn) fail(err error) {
+	c.qmu.Lock()
+	if c.failing {
+		c.qmu.Unlock()
+		return
+	}
+	c.failing = true
+	c.err = err
+	c.queue = nil
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
+	close(c.done)
+	c.qmu.Unlock()
+	c.raw.Close()
+	if c.rdma != nil {
+		c.rdma.Close()
+	}
+	c.smu.Lock()
+	sessions := c.sessions
+	c.sessions = map[uint64]*session{}
+	c.smu.Unlock()
+	for _, s := range sessions {
+		s.fail(&kvtransfer.TransferError{Op: "write", Peer: c.p.addr, ID: s.id, Err: err})
+	}
+}
+
+func (c *clientConn) route(s *session) {
+	c.smu.Lock()
+	c.sessions[s.id] = s
+	c.smu.Unlock()
+}
+
+func (c *clientConn) unroute(id uint64) {
+	c.smu.Lock()
+	delete(c.sessions, id)
+	c.smu.Unlock()
+}
+
+// push queues a frame without waiting (control frames, and writes once
+// space was found). It returns the connection's error if it failed.
+func (c *clientConn) push(f *frame, n int) error {
+	c.qmu.Lock()
+	if c.failing {
+		err := c.err
+		c.qmu.Unlock()
+		return err
+	}
+	c.queue = append(c.queue, f)
+	c.queued += n
+	c.qmu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// pushWait queues a write frame, waiting while the queue holds MaxQueued
+// bytes (backpressure).
+func (c *clientConn) pushWait(ctx context.Context, f *frame, n int) error {
+	for {
+		c.qmu.Lock()
+		if c.failing {
+			err := c.err
+			c.qmu.Unlock()
+			return err
+		}
+		if c.queued == 0 || c.queued+n <= c.p.t.cfg.MaxQueued {
+			c.qmu.Unlock()
+			return c.push(f, n)
+		}
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space := c.space
+		c.qmu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// maxBatch bounds one writev's payload so WriteTimeout measures a stall,
+// not a big batch on a slow link.
+const maxBatch = 4 << 20
+
+func (c *clientConn) writeLoop() {
+	var batch []*frame
+	var bufs net.Buffers
+	for {
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+		for {
+			c.qmu.Lock()
+			if c.failing {
+				c.qmu.Unlock()
+				return
+			}
+			batch, bufs = batch[:0], bufs[:0]
+			bytes := 0
+			i := 0
+			for ; i < len(c.queue) && (i == 0 || bytes < maxBatch) && len(bufs) < 1000; i++ {
+				f := c.queue[i]
+				batch = append(batch, f)
+				bufs = append(bufs, f.hdr[:])
+				if len(f.payload) > 0 {
+					bufs = append(bufs, f.payload)
+				}
+				bytes += len(f.payload)
+			}
+			clear(c.queue[:i])
+			c.queue = c.queue[i:]
+			if len(c.queue) == 0 {
+				c.queue = c.queue[:0:0]
+			}
+			c.qmu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			c.raw.SetWriteDeadline(time.Now().Add(c.p.t.cfg.WriteTimeout))
+			if _, err := bufs.WriteTo(c.c); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					err = fmt.Errorf("%w: receiver took no bytes for %v", kvtransfer.ErrTimeout, c.p.t.cfg.WriteTimeout)
+				} else {
+					err = fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err)
+				}
+				c.fail(err)
+				return
+			}
+			c.p.t.stats.BytesSent.Add(uint64(bytes))
+			c.qmu.Lock()
+			c.queued -= bytes
+			if c.space != nil {
+				close(c.space)
+				c.space = nil
+			}
+			c.qmu.Unlock()
+		}
+	}
+}
+
+func (c *clientConn) readLoop() {
+	var hb [wire.HeaderSize]byte
+	var h wire.Header
+	var lastErr error // an Error frame just before the close explains it
+	for {
+		if _, err := io.ReadFull(c.c, hb[:]); err != nil {
+			if lastErr != nil {
+				err = lastErr
+			} else if c.alive() {
+				err = fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err)
+			}
+			c.fail(err)
+			return
+		}
+		if err := h.Decode(hb[:]); err != nil {
+			c.fail(fmt.Errorf("%w: %w", kvtransfer.ErrProtocol, err))
+			return
+		}
+		var payload []byte
+		if h.Length > 0 {
+			payload = make([]byte, h.Length)
+			if _, err := io.ReadFull(c.c, payload); err != nil {
+				c.fail(fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err))
+				return
+			}
+		}
+		c.smu.Lock()
+		s := c.sessions[h.ID]
+		c.smu.Unlock()
+		switch h.Type {
+		case wire.FrameFlushed:
+			if s != nil {
+				s.flushed(h.Arg)
+			}
+		case wire.FrameCommitted:
+			if s != nil {
+				s.commitOK()
+			}
+		case wire.FrameCanceled:
+			if s != nil {
+				s.fail(&kvtransfer.TransferError{Op: "write", Peer: c.p.addr, ID: h.ID, Err: errOf(h.Slot, string(payload))})
+			}
+		case wire.FrameError:
+			err := &kvtransfer.TransferError{Op: "write", Peer: c.p.addr, ID: h.ID, Err: errOf(h.Slot, string(payload))}
+			lastErr = err
+			if s != nil {
+				s.fail(err)
+			}
+		case wire.FramePong:
+		default:
+			c.fail(fmt.Errorf("%w: unexpected %s frame from receiver", kvtransfer.ErrProtocol, h.Type))
+			return
+		}
+	}
+}
+
+type flushWait struct {
+	left int
+	ch   chan struct{}
+}
+
+// session is one reservation being written.
+type session struct {
+	t     *Transport
+	p     *peer
+	id    uint64
+	token kvtransfer.Token
+	slots []kvtransfer.Slot
+	conns []*clientConn // the peer's connections when the session opened
+	rr    atomic.Uint32
+
+	mu        sync.Mutex
+	opened    []bool // OPEN queued on conns[i]
+	err       error  // first failure; sticky
+	ended     bool   // Commit or Abort called
+	written   int64
+	seq       uint64
+	flushes   map[uint64]*flushWait
+	committed chan struct{}
+	commitErr error
+	aborted   bool // ABORT frames sent
+}
+
+// use returns conn i, queuing the OPEN on it first if this session has not
+// used it yet. The OPEN is queued under s.mu, so no later frame of this
+// session can overtake it on that connection.
+func (s *session) use(i int) (*clientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	c := s.conns[i]
+	if !s.opened[i] {
+		f := &frame{payload: s.token[:]}
+		h := wire.Header{Type: wire.FrameOpen, Length: kvtransfer.TokenSize, ID: s.id}
+		h.Encode(f.hdr[:])
+		c.route(s)
+		if err := c.push(f, 0); err != nil {
+			c.unroute(s.id)
+			return nil, s.failLocked(&kvtransfer.TransferError{Op: "open", Peer: s.p.addr, ID: s.id, Err: err})
+		}
+		s.opened[i] = true
+	}
+	return c, nil
+}
+
+func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) error {
+	if slot < 0 || slot >= len(s.slots) || off < 0 || off > int64(s.slots[slot].Length) ||
+		int64(len(src)) > int64(s.slots[slot].Length)-off {
+		return &kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id,
+			Err: fmt.Errorf("%w: %d bytes at %d in slot %d of %d", kvtransfer.ErrOutOfBounds, len(src), off, slot, len(s.slots))}
+	}
+	s.mu.Lock()
+	err := s.err
+	if err == nil && s.ended {
+		err = kvtransfer.ErrSessionDone
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for len(src) > 0 {
+		n := min(len(src), s.t.cfg.MaxChunk)
+		chunk := src[:n]
+		i := int(s.rr.Add(1)) % len(s.conns)
+		c, err := s.use(i)
+		if err != nil {
+			return err
+		}
+		if c.rdma != nil {
+			sl := s.slots[slot]
+			if err := c.rdma.Write(sl.Region, sl.Offset+uint64(off), chunk); err != nil {
+				return s.fail(&kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id, Err: err})
+			}
+		} else {
+			f := &frame{payload: chunk}
+			h := wire.Header{Type: wire.FrameWrite, Length: uint32(n), ID: s.id, Slot: uint32(slot), Arg: uint64(off)}
+			if s.t.cfg.CRC {
+				h.Flags = wire.FlagCRC
+				h.CRC = wire.CRC(chunk)
+			}
+			h.Encode(f.hdr[:])
+			if err := c.pushWait(ctx, f, n); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				return s.fail(&kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id, Err: err})
+			}
+		}
+		s.mu.Lock()
+		s.written += int64(n)
+		s.mu.Unlock()
+		src, off = src[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (s *session) fail(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failLocked(err)
+}
+
+// failLocked records the first failure, wakes every waiter and tells each
+// connection this session used that it is done with the reservation.
+func (s *session) failLocked(err error) error {
+	if s.err != nil {
+		return s.err
+	}
+	s.err = err
+	switch {
+	case errors.Is(err, kvtransfer.ErrCanceled):
+		s.t.stats.CountOutcome(kvtransfer.StateCanceled)
+	case errors.Is(err, kvtransfer.ErrExpired):
+		s.t.stats.CountOutcome(kvtransfer.StateExpired)
+	default:
+		s.t.stats.CountOutcome(kvtransfer.StateFailed)
+	}
+	for seq, w := range s.flushes {
+		close(w.ch)
+		delete(s.flushes, seq)
+	}
+	select {
+	case <-s.committed:
+	default:
+		s.commitErr = err
+		close(s.committed)
+	}
+	s.abortLocked("")
+	return err
+}
+
+// abortLocked sends ABORT on every connection the session opened (the
+// receiver aborts the reservation if it is still active, and forgets the
+// reservation on that connection either way).
+func (s *session) abortLocked(reason string) {
+	if s.aborted {
+		return
+	}
+	s.aborted = true
+	for i, c := range s.conns {
+		if !s.opened[i] {
+			continue
+		}
+		c.unroute(s.id)
+		f := &frame{payload: []byte(reason)}
+		h := wire.Header{Type: wire.FrameAbort, Length: uint32(len(reason)), ID: s.id}
+		h.Encode(f.hdr[:])
+		_ = c.push(f, 0)
+	}
+}
+
+func (s *session) Flush(ctx context.Context) error {
+	if err := s.fenceRDMA(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.err != nil {
+		defer s.mu.Unlock()
+		return s.err
+	}
+	s.seq++
+	seq := s.seq
+	w := &flushWait{ch: make(chan struct{})}
+	var conns []*clientConn
+	for i, c := range s.conns {
+		if s.opened[i] {
+			conns = append(conns, c)
+		}
+	}
+	if len(conns) == 0 {
+		s.mu.Unlock()
+		return nil // nothing written
+	}
+	w.left = len(conns)
+	s.flushes[seq] = w
+	s.mu.Unlock()
+	for _, c := range conns {
+		f := &frame{}
+		h := wire.Header{Type: wire.FrameFlush, ID: s.id, Arg: seq}
+		h.Encode(f.hdr[:])
+		if err := c.push(f, 0); err != nil {
+			return s.fail(&kvtransfer.TransferError{Op: "flush", Peer: s.p.addr, ID: s.id, Err: err})
+		}
+	}
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.left > 0 {
+		return s.err
+	}
+	return nil
+}
+
+func (s *session) flushed(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.flushes[seq]; ok {
+		if w.left--; w.left == 0 {
+			delete(s.flushes, seq)
+			close(w.ch)
+		}
+	}
+}
+
+func (s *session) Commit(ctx context.Context, payload []byte) error {
+	if len(payload) > wire.MaxCommitPayload {
+		return fmt.Errorf("%w: commit payload of %d bytes (max %d)", kvtransfer.ErrSizeMismatch, len(payload), wire.MaxCommitPayload)
+	}
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return kvtransfer.ErrSessionDone
+	}
+	s.ended = true
+	first := 0
+	for i := range s.conns {
+		if s.opened[i] {
+			first = i
+			break
+		}
+	}
+	total := s.written
+	s.mu.Unlock()
+	c, err := s.use(first)
+	if err != nil {
+		return err
+	}
+	h := wire.Header{Type: wire.FrameCommit, Length: uint32(len(payload)), ID: s.id, Arg: uint64(total)}
+	if c.rdma != nil {
+		// Every RDMA write of this session went over some connection's
+		// queue pair; fence them all, then commit.
+		if err := s.fenceRDMA(ctx); err != nil {
+			return err
+		}
+		h.Flags = wire.FlagRDMA
+	}
+	f := &frame{payload: payload}
+	h.Encode(f.hdr[:])
+	if err := c.push(f, 0); err != nil {
+		return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
+	}
+	select {
+	case <-s.committed:
+	case <-ctx.Done():
+		s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: ctx.Err()})
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.commitErr != nil {
+		return s.commitErr
+	}
+	s.t.stats.CountOutcome(kvtransfer.StateCommitted)
+	return nil
+}
+
+func (s *session) fenceRDMA(ctx context.Context) error {
+	s.mu.Lock()
+	var paths []RDMAPath
+	for i, c := range s.conns {
+		if s.opened[i] && c.rdma != nil {
+			paths = append(paths, c.rdma)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range paths {
+		if err := p.Fence(ctx, s.id); err != nil {
+			return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
+		}
+	}
+	return nil
+}
+
+func (s *session) commitOK() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.committed:
+		return
+	default:
+	}
+	close(s.committed)
+	for i, c := range s.conns {
+		if s.opened[i] {
+			c.unroute(s.id)
+		}
+	}
+}
+
+func (s *session) Abort(ctx context.Context, reason string) error {
+	if len(reason) > wire.MaxMessage {
+		reason = reason[:wire.MaxMessage]
+	}
+	s.mu.Lock()
+	if s.ended || s.err != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.ended = true
+	any := false
+	for _, o := range s.opened {
+		any = any || o
+	}
+	s.mu.Unlock()
+	if !any {
+		// Nothing sent yet: open on one connection so the receiver hears of
+		// the abort now rather than at expiry.
+		if _, err := s.use(0); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.abortLocked(reason)
+	s.err = kvtransfer.ErrAborted
+	s.mu.Unlock()
+	s.t.stats.CountOutcome(kvtransfer.StateAborted)
+	return nil
+}

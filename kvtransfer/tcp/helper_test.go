@@ -1,0 +1,3 @@
+package tcp_test
+
+func helperMain() bool { return false }
