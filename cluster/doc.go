@@ -1,0 +1,2 @@
+// Package cluster is a placeholder until its first code lands.
+package cluster
