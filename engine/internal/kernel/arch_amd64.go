@@ -2,7 +2,14 @@
 
 package kernel
 
-import "golang.org/x/sys/cpu"
+import (
+	"math"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+//go:generate go run ./internal/asmgen -out .
 
 // hasAVX2 is the AVX2 path's requirement: AVX2, FMA and F16C, with the OS
 // saving the YMM state (x/sys/cpu checks XGETBV for AVX and AVX2).
@@ -15,5 +22,229 @@ var hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.
 
 func archImpls() []*impl {
 	var out []*impl
+	if hasAVX512 {
+		out = append(out, &impl{name: "avx512", vec: &vecImpl{avx512: true, tiles: &tilesAVX512, lanes: 16}})
+	}
+	if hasAVX2 {
+		out = append(out, &impl{name: "avx2", vec: &vecImpl{tiles: &tilesAVX2, lanes: 8}})
+	}
 	return out
+}
+
+// maxC is the most activation rows a micro-kernel takes.
+const maxC = 6
+
+// tileSet is one element type's micro-kernels on one ISA: full[c] is the
+// id (for callMM) of the kernel for r weight rows by c activation rows,
+// one[c] for a single weight row.
+type tileSet struct {
+	r, c, block int
+	full, one   [maxC + 1]uint16
+}
+
+// vecImpl is an assembly implementation: AVX-512 or AVX2.
+type vecImpl struct {
+	avx512 bool
+	tiles  *[numTypes]tileSet
+	lanes  int // float32 lanes per register
+}
+
+func (v *vecImpl) dot(t DType, w []byte, x []float32) float32 {
+	return dotTiles(v.tiles, t, w, x)
+}
+
+func (v *vecImpl) matMulRows(dst []float32, w Mat, x []float32, n, r0, r1 int) {
+	matMulTiles(v.tiles, dst, w, x, n, r0, r1)
+}
+
+func (v *vecImpl) axpyBlocks(t DType, dst *float32, a float32, x *byte, nb int) {
+	if v.avx512 {
+		axpyAVX512(t, dst, a, x, nb)
+	} else {
+		axpyAVX2(t, dst, a, x, nb)
+	}
+}
+
+func (v *vecImpl) axpy(t DType, dst []float32, a float32, x []byte) {
+	nb := len(dst) / 16
+	if nb > 0 {
+		v.axpyBlocks(t, &dst[0], a, &x[0], nb)
+	}
+	axpyGeneric(t, dst[16*nb:], a, x[RowBytes(t, 16*nb):])
+}
+
+func (v *vecImpl) axpyF32(dst []float32, a float32, x []float32) {
+	nb := len(dst) / 16
+	if nb > 0 {
+		v.axpyBlocks(F32, &dst[0], a, (*byte)(unsafe.Pointer(&x[0])), nb)
+	}
+	axpyF32Generic(dst[16*nb:], a, x[16*nb:])
+}
+
+func (v *vecImpl) toF32(t DType, dst []float32, src []byte) {
+	if t != F16 {
+		toF32Generic(t, dst, src)
+		return
+	}
+	nb := len(dst) / 16
+	if nb > 0 {
+		if v.avx512 {
+			toF32F16AVX512(&dst[0], &src[0], nb)
+		} else {
+			toF32F16AVX2(&dst[0], &src[0], nb)
+		}
+	}
+	toF32Generic(t, dst[16*nb:], src[32*nb:])
+}
+
+func (v *vecImpl) f32ToF16(dst []byte, src []float32) {
+	nb := len(src) / 16
+	if nb > 0 {
+		if v.avx512 {
+			f32ToF16AVX512(&dst[0], &src[0], nb)
+		} else {
+			f32ToF16AVX2(&dst[0], &src[0], nb)
+		}
+	}
+	f32ToF16Generic(dst[32*nb:], src[16*nb:])
+}
+
+func (v *vecImpl) fmaLoop(iters int) float64 {
+	if v.avx512 {
+		fmaLoopAVX512(iters)
+	} else {
+		fmaLoopAVX2(iters)
+	}
+	return float64(iters) * 12 * float64(v.lanes) * 2
+}
+
+func (v *vecImpl) sumBytes(b []byte) uint64 {
+	n := len(b) &^ 255
+	if n == 0 {
+		return 0
+	}
+	if v.avx512 {
+		return sumBytesAVX512(&b[0], n)
+	}
+	return sumBytesAVX2(&b[0], n)
+}
+
+// negZero pads the weights' tail: (-0)*(+0) = -0, and adding -0 leaves
+// every partial sum as it was.
+var negZero = float32(math.Copysign(0, -1))
+
+// wTail converts the elements of row w from index from to k-1 into the
+// first lanes of dst and pads the rest with -0.
+func wTail(t DType, dst *[16]float32, w []byte, from, k int) {
+	for l := range dst {
+		i := from + l
+		if i >= k {
+			dst[l] = negZero
+			continue
+		}
+		switch t {
+		case F32:
+			dst[l] = f32At(w, i)
+		case F16:
+			dst[l] = f16ToF32(u16At(w, i))
+		case BF16:
+			dst[l] = bf16ToF32(u16At(w, i))
+		case I8:
+			dst[l] = float32(int8(w[i]))
+		}
+	}
+}
+
+// xTail copies x[from:] into dst and pads with +0.
+func xTail(dst *[16]float32, x []float32, from int) {
+	*dst = [16]float32{}
+	copy(dst[:], x[from:])
+}
+
+func dotTiles(tiles *[numTypes]tileSet, t DType, w []byte, x []float32) float32 {
+	k := len(x)
+	if k == 0 {
+		return 0
+	}
+	tl := &tiles[t]
+	nb := k / tl.block
+	var out float32
+	var wt, xt [16]float32
+	var wtp, xtp *float32
+	if from := nb * tl.block; from < k {
+		wTail(t, &wt, w, from, k)
+		xTail(&xt, x, from)
+		wtp, xtp = &wt[0], &xt[0]
+	}
+	callMM(tl.one[1], &w[0], 0, &x[0], 0, nb, wtp, xtp, &out, 0)
+	return out
+}
+
+// Cache blocking of matMulTiles: activations are taken in chunks of up to
+// batchBlock rows, weights in blocks of up to rowBlock rows (and about
+// rowBlockBytes), so that a weight block stays in L2 while every
+// micro-kernel group of activation rows (a few KiB each, in L1) passes
+// over it.
+const (
+	batchBlock    = 64
+	rowBlock      = 64
+	rowBlockBytes = 192 << 10
+)
+
+func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n, r0, r1 int) {
+	k := w.Cols
+	if k == 0 {
+		for b := 0; b < n; b++ {
+			clear(dst[b*w.Rows+r0 : b*w.Rows+r1])
+		}
+		return
+	}
+	tl := &tiles[w.Type]
+	rb := RowBytes(w.Type, k)
+	nb := k / tl.block
+	from := nb * tl.block
+	tail := from < k
+	rowsPer := min(rowBlock, max(1, rowBlockBytes/rb)) / tl.r * tl.r
+	rowsPer = max(rowsPer, tl.r)
+	var wt [rowBlock][16]float32
+	var xt [batchBlock][16]float32
+	var wtp, xtp *float32
+	ws, xs, ds := uintptr(rb), uintptr(4*k), uintptr(4*w.Rows)
+	for b0 := 0; b0 < n; b0 += batchBlock {
+		b1 := min(n, b0+batchBlock)
+		if tail {
+			for b := b0; b < b1; b++ {
+				xTail(&xt[b-b0], x[b*k:(b+1)*k], from)
+			}
+		}
+		for q0 := r0; q0 < r1; q0 += rowsPer {
+			q1 := min(r1, q0+rowsPer)
+			if tail {
+				for r := q0; r < q1; r++ {
+					wTail(w.Type, &wt[r-q0], w.Data[r*rb:(r+1)*rb], from, k)
+				}
+			}
+			for c0 := b0; c0 < b1; c0 += tl.c {
+				cc := min(tl.c, b1-c0)
+				xp := &x[c0*k]
+				if tail {
+					xtp = &xt[c0-b0][0]
+				}
+				full, one := tl.full[cc], tl.one[cc]
+				r := q0
+				for ; r+tl.r <= q1; r += tl.r {
+					if tail {
+						wtp = &wt[r-q0][0]
+					}
+					callMM(full, &w.Data[r*rb], ws, xp, xs, nb, wtp, xtp, &dst[c0*w.Rows+r], ds)
+				}
+				for ; r < q1; r++ {
+					if tail {
+						wtp = &wt[r-q0][0]
+					}
+					callMM(one, &w.Data[r*rb], ws, xp, xs, nb, wtp, xtp, &dst[c0*w.Rows+r], ds)
+				}
+			}
+		}
+	}
 }

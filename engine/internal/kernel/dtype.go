@@ -16,6 +16,8 @@ const (
 	BF16              // bfloat16 (the top half of a binary32), little-endian
 	Q8_0              // blocks of 32: an F16 scale d then 32 int8 q; value d*q
 	I8                // plain int8 without a scale (int8 KV cache; the caller applies the scale)
+
+	numTypes = iota
 )
 
 // Q8Block is the number of elements in one Q8_0 block and Q8BlockBytes its

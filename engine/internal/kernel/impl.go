@@ -6,34 +6,18 @@ import (
 )
 
 // impl is one implementation of the kernels. Every implementation computes
-// the same bits; they differ only in speed.
+// the same bits; they differ only in speed. vec is nil for the pure-Go
+// implementation.
+//
+// Dispatch is a nil check and direct method calls rather than func values,
+// so that escape analysis sees through to the assembly's //go:noescape
+// and a caller's stack buffers stay on the stack.
 type impl struct {
-	name       string
-	dot        func(t DType, w []byte, x []float32) float32
-	matMulRows func(dst []float32, w Mat, x []float32, n, r0, r1 int)
-	axpy       func(t DType, dst []float32, a float32, x []byte)
-	axpyF32    func(dst []float32, a float32, x []float32)
-	toF32      func(t DType, dst []float32, src []byte)
-	f32ToF16   func(dst []byte, src []float32)
-	// fmaLoop runs a register-only multiply-add loop of iters iterations
-	// and returns the floating-point operations it did (2 per lane FMA).
-	fmaLoop func(iters int) float64
-	// sumBytes reads every byte of b (len a multiple of 256) with vector
-	// loads and returns a value that depends on all of them.
-	sumBytes func(b []byte) float32
+	name string
+	vec  *vecImpl
 }
 
-var genericImpl = &impl{
-	name:       "generic",
-	dot:        dotGeneric,
-	matMulRows: matMulRowsGeneric,
-	axpy:       axpyGeneric,
-	axpyF32:    axpyF32Generic,
-	toF32:      toF32Generic,
-	f32ToF16:   f32ToF16Generic,
-	fmaLoop:    fmaLoopGeneric,
-	sumBytes:   sumBytesGeneric,
-}
+var genericImpl = &impl{name: "generic"}
 
 // impls lists the implementations this machine can run, fastest first; the
 // architecture files prepend theirs in init.
@@ -74,4 +58,18 @@ func Use(name string) error {
 		}
 	}
 	return fmt.Errorf("%w: %q (have %v)", ErrUnavailable, name, Available())
+}
+
+func (im *impl) fmaLoop(iters int) float64 {
+	if im.vec != nil {
+		return im.vec.fmaLoop(iters)
+	}
+	return fmaLoopGeneric(iters)
+}
+
+func (im *impl) sumBytes(b []byte) uint64 {
+	if im.vec != nil {
+		return im.vec.sumBytes(b)
+	}
+	return sumBytesGeneric(b)
 }

@@ -25,7 +25,10 @@ func Dot(t DType, w []byte, x []float32) float32 {
 	if rb := rowBytesOrPanic(t, len(x)); len(w) < rb {
 		panic(fmt.Sprintf("kernel: Dot: %s row of %d elements needs %d bytes, have %d", t, len(x), rb, len(w)))
 	}
-	return cur().dot(t, w, x)
+	if v := cur().vec; v != nil {
+		return v.dot(t, w, x)
+	}
+	return dotGeneric(t, w, x)
 }
 
 // MatMulRows computes, for b in [0,n) and r in [r0,r1),
@@ -49,7 +52,11 @@ func MatMulRows(dst []float32, w Mat, x []float32, n int, r0, r1 int) {
 	if n == 0 || r0 == r1 {
 		return
 	}
-	cur().matMulRows(dst, w, x, n, r0, r1)
+	if v := cur().vec; v != nil {
+		v.matMulRows(dst, w, x, n, r0, r1)
+		return
+	}
+	matMulRowsGeneric(dst, w, x, n, r0, r1)
 }
 
 // Axpy computes dst[i] = fma32(a, x[i], dst[i]) for i < len(dst), where x
@@ -61,7 +68,11 @@ func Axpy(t DType, dst []float32, a float32, x []byte) {
 	if rb := rowBytesOrPanic(t, len(dst)); len(x) < rb {
 		panic(fmt.Sprintf("kernel: Axpy: %d %s elements need %d bytes, have %d", len(dst), t, rb, len(x)))
 	}
-	cur().axpy(t, dst, a, x)
+	if v := cur().vec; v != nil {
+		v.axpy(t, dst, a, x)
+		return
+	}
+	axpyGeneric(t, dst, a, x)
 }
 
 // AxpyF32 computes dst[i] = fma32(a, x[i], dst[i]) for i < len(dst).
@@ -69,7 +80,11 @@ func AxpyF32(dst []float32, a float32, x []float32) {
 	if len(x) < len(dst) {
 		panic(fmt.Sprintf("kernel: AxpyF32: x has %d elements, dst %d", len(x), len(dst)))
 	}
-	cur().axpyF32(dst, a, x)
+	if v := cur().vec; v != nil {
+		v.axpyF32(dst, a, x)
+		return
+	}
+	axpyF32Generic(dst, a, x)
 }
 
 // ToF32 converts the len(dst) elements of type t in src exactly to float32
@@ -78,7 +93,11 @@ func ToF32(t DType, dst []float32, src []byte) {
 	if rb := rowBytesOrPanic(t, len(dst)); len(src) < rb {
 		panic(fmt.Sprintf("kernel: ToF32: %d %s elements need %d bytes, have %d", len(dst), t, rb, len(src)))
 	}
-	cur().toF32(t, dst, src)
+	if v := cur().vec; v != nil {
+		v.toF32(t, dst, src)
+		return
+	}
+	toF32Generic(t, dst, src)
 }
 
 // F32ToF16 rounds src to binary16 (nearest, ties to even; overflow to Inf)
@@ -87,7 +106,11 @@ func F32ToF16(dst []byte, src []float32) {
 	if len(dst) < 2*len(src) {
 		panic(fmt.Sprintf("kernel: F32ToF16: %d values need %d bytes, have %d", len(src), 2*len(src), len(dst)))
 	}
-	cur().f32ToF16(dst, src)
+	if v := cur().vec; v != nil {
+		v.f32ToF16(dst, src)
+		return
+	}
+	f32ToF16Generic(dst, src)
 }
 
 // QuantizeI8 quantizes src symmetrically to int8 for the int8 KV cache:

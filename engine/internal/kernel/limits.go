@@ -73,7 +73,7 @@ func ReadBandwidth(workers int, bytes int, d time.Duration) (gbps float64) {
 		go func() {
 			defer wg.Done()
 			part := buf[i*share : (i+1)*share]
-			var sink float32
+			var sink uint64
 			for {
 				sink += im.sumBytes(part)
 				read[i] += float64(len(part))
@@ -115,7 +115,7 @@ func fmaLoopGeneric(iters int) float64 {
 	return float64(iters) * 8 * 2
 }
 
-func sumBytesGeneric(b []byte) float32 {
+func sumBytesGeneric(b []byte) uint64 {
 	var s0, s1, s2, s3 uint64
 	for i := 0; i+32 <= len(b); i += 32 {
 		s0 += binary.LittleEndian.Uint64(b[i:])
@@ -123,5 +123,5 @@ func sumBytesGeneric(b []byte) float32 {
 		s2 += binary.LittleEndian.Uint64(b[i+16:])
 		s3 += binary.LittleEndian.Uint64(b[i+24:])
 	}
-	return float32(s0 ^ s1 ^ s2 ^ s3)
+	return s0 ^ s1 ^ s2 ^ s3
 }

@@ -431,3 +431,55 @@ func TestUse(t *testing.T) {
 		t.Fatal("Use(sse9) succeeded")
 	}
 }
+
+// TestMatMulRowsBlocking covers the cache blocking: more rows than a row
+// block, more activation rows than a batch block, and a tail.
+func TestMatMulRowsBlocking(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large shapes")
+	}
+	forEachImpl(t, func(t *testing.T) {
+		if Name() == "generic" {
+			t.Skip("the reference itself")
+		}
+		r := rand.New(rand.NewPCG(13, 14))
+		for _, dt := range allTypes {
+			k := 172
+			if dt == Q8_0 {
+				k = 192
+			}
+			const rows, n = 150, 70
+			w := randMat(r, dt, rows, k)
+			x := randVec(r, n*k)
+			dst := make([]float32, n*rows)
+			MatMulRows(dst, w, x, n, 3, rows-2)
+			for b := 0; b < n; b++ {
+				for row := 3; row < rows-2; row++ {
+					want := dotRef(dt, w.Row(row), x[b*k:(b+1)*k])
+					if got := dst[b*rows+row]; !same(got, want) {
+						t.Fatalf("%s: [%d,%d] = %v, ref %v", dt, b, row, got, want)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSignedZero checks the padding of tails: partial sums that underflow
+// to -0 must stay -0 through the padded lanes and the tree.
+func TestSignedZero(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, k := range []int{16, 17, 31, 33, 47} { // every lane gets a product
+			w := make([]byte, 4*k)
+			x := make([]float32, k)
+			for i := range x {
+				binary.LittleEndian.PutUint32(w[4*i:], math.Float32bits(-1e-30))
+				x[i] = 1e-30
+			}
+			got := Dot(F32, w, x)
+			if want := dotRef(F32, w, x); math.Float32bits(got) != math.Float32bits(want) || !math.Signbit(float64(got)) || got != 0 {
+				t.Fatalf("K=%d: Dot = %v (sign %v), ref %v; want -0", k, got, math.Signbit(float64(got)), want)
+			}
+		}
+	})
+}
