@@ -188,7 +188,9 @@ func (sc *serverConn) serve() {
 		if len(msg) > wire.MaxMessage {
 			msg = msg[:wire.MaxMessage]
 		}
-		_ = sc.send(wire.Header{Type: wire.FrameError, ID: v.id, Slot: v.code}, []byte(msg))
+		if sc.send(wire.Header{Type: wire.FrameError, ID: v.id, Slot: v.code}, []byte(msg)) == nil {
+			sc.linger()
+		}
 	}
 	sc.close()
 	sc.mu.Lock()
@@ -210,6 +212,17 @@ func (sc *serverConn) serve() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && v == nil {
 		lg.Info("kv connection ended", zap.Error(err), zap.Int("open-reservations", len(entries)))
 	}
+}
+
+// linger makes the Error frame reach the sender: closing with unread bytes
+// in the receive buffer sends a reset, which can destroy the frame in the
+// sender's buffer. So: half-close, and drain briefly before closing.
+func (sc *serverConn) linger() {
+	if tc, ok := sc.raw.(*net.TCPConn); ok && sc.c == sc.raw {
+		tc.CloseWrite()
+	}
+	sc.raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	io.CopyN(io.Discard, sc.raw, 64<<20)
 }
 
 // send writes one frame to the sender.
