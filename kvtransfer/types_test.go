@@ -12,7 +12,7 @@ func layerMajor(layers, blocks int, slot uint32, base uint64) []Slot {
 	for l := range layers {
 		for b := range blocks {
 			// blocks of one request are scattered in the pool
-			blk := uint64(b*7 % 1000)
+			blk := uint64(b * 7 % 1000)
 			out = append(out, Slot{Region: 0, Offset: base + (uint64(l)*1000+blk)*uint64(slot), Length: slot})
 		}
 	}
@@ -29,7 +29,7 @@ func TestDescriptorRoundTrip(t *testing.T) {
 		{"one slot", Descriptor{ID: 1, Token: NewToken(), Expiry: exp, Endpoints: []Endpoint{{Addr: "10.0.0.1:7400"}}, Slots: []Slot{{Region: 2, Offset: 4096, Length: 512}}}, 200},
 		{"rdma endpoints", Descriptor{ID: 1 << 60, Token: NewToken(), Endpoints: []Endpoint{{Addr: "[fe80::1]:7400", RDMA: true}, {Addr: "decode-3:7400"}}, Slots: []Slot{{Length: 1}}}, 200},
 		{"contiguous run", Descriptor{ID: 5, Slots: layerMajor(1, 1, 16384, 0)}, 100},
-		{"32 layers x 64 blocks", Descriptor{ID: 6, Slots: layerMajor(32, 64, 65536, 1 << 30)}, 32*28*64 + 100},
+		{"32 layers x 64 blocks", Descriptor{ID: 6, Slots: layerMajor(32, 64, 65536, 1<<30)}, 32*28*64 + 100},
 		{"irregular", Descriptor{ID: 7, Slots: []Slot{{Offset: 100, Length: 5}, {Offset: 50, Length: 5}, {Region: 1, Offset: 0, Length: 9}, {Region: 1, Offset: 9, Length: 9}, {Region: 1, Offset: 18, Length: 9}}}, 300},
 	}
 	for _, tc := range tests {
