@@ -21,13 +21,13 @@ func TestKilledNodeUnroutable(t *testing.T) {
 	}
 	srv, _ := startEtcd(t)
 	cfg := testConfig(t, srv.Endpoints())
-	cfg.LeaseTTL = 5 * time.Second // the default: gossip, not the lease, must be what acts
+	cfg.LeaseTTL = 3 * time.Second // long enough that gossip, not the lease, must be what acts
 	r := newRunner(t)
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
 	// A second, live node: its probes and indirect pings are part of a realistic detection.
 	startMember(t, r, cfg, Node{ID: "decode-1", Role: RoleDecode}, false)
 
-	spec := childSpec{Endpoints: srv.Endpoints(), Cluster: cfg.ClusterName, ID: "decode-0", Role: RoleDecode, LeaseTTL: "5s"}
+	spec := childSpec{Endpoints: srv.Endpoints(), Cluster: cfg.ClusterName, ID: "decode-0", Role: RoleDecode, LeaseTTL: "3s"}
 	c := startChild(t, spec)
 	waitFor(t, 2*time.Second, "child routable and alive by gossip", func() bool {
 		v, _ := router.dir.Get("decode-0")
