@@ -272,9 +272,15 @@ func (p *peer) dialOne(ctx context.Context) (*clientConn, error) {
 }
 
 // frame is one queued frame: header plus the caller's bytes (not copied).
+// Write frames also keep their fields so the writer can coalesce a run of
+// them (same reservation) into one FrameWriteV.
 type frame struct {
 	hdr     [wire.HeaderSize]byte
 	payload []byte
+	write   bool
+	id      uint64
+	seg     wire.Segment
+	crc     bool
 }
 
 type clientConn struct {
@@ -291,6 +297,7 @@ type clientConn struct {
 	done    chan struct{}
 	err     error // why the connection failed; set before done closes
 	failing bool
+	writing bool // a goroutine is writing to the socket (writer or a caller's direct write)
 
 	smu      sync.Mutex
 	sessions map[uint64]*session // routes receiver replies
@@ -433,8 +440,14 @@ func (c *clientConn) unroute(id uint64) {
 	c.smu.Unlock()
 }
 
+// directMax bounds the payload a caller writes to the socket itself when
+// the connection is idle, skipping the hand-off to the writer goroutine
+// (two goroutine switches, which dominate a small transfer's latency).
+const directMax = 64 << 10
+
 // push queues a frame without waiting (control frames, and writes once
-// space was found). It returns the connection's error if it failed.
+// space was found), or writes it at once when the connection is idle. It
+// returns the connection's error if it failed.
 func (c *clientConn) push(f *frame, n int) error {
 	c.qmu.Lock()
 	if c.failing {
@@ -442,13 +455,47 @@ func (c *clientConn) push(f *frame, n int) error {
 		c.qmu.Unlock()
 		return err
 	}
+	if len(c.queue) == 0 && !c.writing && !f.write && len(f.payload) <= directMax {
+		c.writing = true
+		c.qmu.Unlock()
+		err := c.writeNow(net.Buffers{f.hdr[:], f.payload}, n)
+		c.qmu.Lock()
+		c.writing = false
+		more := len(c.queue) > 0
+		c.qmu.Unlock()
+		if more {
+			c.kickWriter()
+		}
+		return err
+	}
 	c.queue = append(c.queue, f)
 	c.queued += n
 	c.qmu.Unlock()
+	c.kickWriter()
+	return nil
+}
+
+func (c *clientConn) kickWriter() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
+}
+
+// writeNow writes bufs (holding n payload bytes) to the socket; only the
+// goroutine that set c.writing may call it.
+func (c *clientConn) writeNow(bufs net.Buffers, n int) error {
+	c.raw.SetWriteDeadline(time.Now().Add(c.p.t.cfg.WriteTimeout))
+	if _, err := bufs.WriteTo(c.c); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			err = fmt.Errorf("%w: receiver took no bytes for %v", kvtransfer.ErrTimeout, c.p.t.cfg.WriteTimeout)
+		} else {
+			err = fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err)
+		}
+		c.fail(err)
+		return err
+	}
+	c.p.t.stats.BytesSent.Add(uint64(n))
 	return nil
 }
 
@@ -484,7 +531,6 @@ func (c *clientConn) pushWait(ctx context.Context, f *frame, n int) error {
 const maxBatch = 4 << 20
 
 func (c *clientConn) writeLoop() {
-	var batch []*frame
 	var bufs net.Buffers
 	for {
 		select {
@@ -498,39 +544,73 @@ func (c *clientConn) writeLoop() {
 				c.qmu.Unlock()
 				return
 			}
-			batch, bufs = batch[:0], bufs[:0]
+			if c.writing {
+				// A caller is writing directly; it kicks us when done.
+				c.qmu.Unlock()
+				break
+			}
+			bufs = bufs[:0]
 			bytes := 0
 			i := 0
-			for ; i < len(c.queue) && (i == 0 || bytes < maxBatch) && len(bufs) < 1000; i++ {
+			for i < len(c.queue) && (i == 0 || bytes < maxBatch) && len(bufs) < 1000 {
 				f := c.queue[i]
-				batch = append(batch, f)
-				bufs = append(bufs, f.hdr[:])
-				if len(f.payload) > 0 {
-					bufs = append(bufs, f.payload)
+				j := i + 1
+				if f.write {
+					run := len(f.payload)
+					for j < len(c.queue) && j-i < wire.MaxSegments && len(bufs)+j-i < 1000 {
+						g := c.queue[j]
+						if !g.write || g.id != f.id || g.crc != f.crc || run+len(g.payload) > wire.MaxWrite {
+							break
+						}
+						run += len(g.payload)
+						j++
+					}
 				}
-				bytes += len(f.payload)
+				if j-i == 1 {
+					bufs = append(bufs, f.hdr[:])
+					if len(f.payload) > 0 {
+						bufs = append(bufs, f.payload)
+					}
+					bytes += len(f.payload)
+					i++
+					continue
+				}
+				// A run of writes to one reservation: one writev frame.
+				segs := make([]wire.Segment, 0, j-i)
+				total := 0
+				for _, g := range c.queue[i:j] {
+					segs = append(segs, g.seg)
+					total += len(g.payload)
+				}
+				hb := make([]byte, wire.HeaderSize, wire.HeaderSize+len(segs)*wire.SegmentSize)
+				h := wire.Header{Type: wire.FrameWriteV, Length: uint32(total), ID: f.id, Slot: uint32(len(segs))}
+				if f.crc {
+					h.Flags = wire.FlagCRC
+				}
+				h.Encode(hb)
+				bufs = append(bufs, wire.EncodeSegments(hb, segs))
+				for _, g := range c.queue[i:j] {
+					bufs = append(bufs, g.payload)
+				}
+				bytes += total
+				i = j
 			}
 			clear(c.queue[:i])
 			c.queue = c.queue[i:]
 			if len(c.queue) == 0 {
 				c.queue = c.queue[:0:0]
 			}
-			c.qmu.Unlock()
-			if len(batch) == 0 {
+			if i == 0 {
+				c.qmu.Unlock()
 				break
 			}
-			c.raw.SetWriteDeadline(time.Now().Add(c.p.t.cfg.WriteTimeout))
-			if _, err := bufs.WriteTo(c.c); err != nil {
-				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					err = fmt.Errorf("%w: receiver took no bytes for %v", kvtransfer.ErrTimeout, c.p.t.cfg.WriteTimeout)
-				} else {
-					err = fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err)
-				}
-				c.fail(err)
+			c.writing = true
+			c.qmu.Unlock()
+			if err := c.writeNow(bufs, bytes); err != nil {
 				return
 			}
-			c.p.t.stats.BytesSent.Add(uint64(bytes))
 			c.qmu.Lock()
+			c.writing = false
 			c.queued -= bytes
 			if c.space != nil {
 				close(c.space)
@@ -677,12 +757,13 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 				return s.fail(&kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id, Err: err})
 			}
 		} else {
-			f := &frame{payload: chunk}
+			f := &frame{payload: chunk, write: true, id: s.id, crc: s.t.cfg.CRC}
 			h := wire.Header{Type: wire.FrameWrite, Length: uint32(n), ID: s.id, Slot: uint32(slot), Arg: uint64(off)}
 			if s.t.cfg.CRC {
 				h.Flags = wire.FlagCRC
 				h.CRC = wire.CRC(chunk)
 			}
+			f.seg = wire.Segment{Slot: h.Slot, Length: h.Length, Offset: h.Arg, CRC: h.CRC}
 			h.Encode(f.hdr[:])
 			if err := c.pushWait(ctx, f, n); err != nil {
 				if ctx.Err() != nil {

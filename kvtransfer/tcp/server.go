@@ -159,6 +159,17 @@ type serverConn struct {
 	entries map[uint64]*entry
 	closed  bool
 	rdma    RDMALink
+
+	// hb holds the next frame header; have bytes of it were already read
+	// by the previous frame's readv.
+	hb   [wire.HeaderSize]byte
+	have int
+
+	// reader-goroutine scratch for writev frames
+	table []byte
+	segs  []wire.Segment
+	dsts  [][]byte
+	iov   [][]byte
 }
 
 // violation is a protocol error: refuse, tell the sender why, close.
@@ -279,14 +290,14 @@ func (sc *serverConn) loop() error {
 	if err := sc.handshake(); err != nil {
 		return err
 	}
-	var hb [wire.HeaderSize]byte
 	var h wire.Header
 	for {
 		sc.c.SetReadDeadline(time.Time{})
-		if _, err := io.ReadFull(sc.c, hb[:]); err != nil {
+		if _, err := io.ReadFull(sc.c, sc.hb[sc.have:]); err != nil {
 			return err
 		}
-		if err := h.Decode(hb[:]); err != nil {
+		sc.have = 0
+		if err := h.Decode(sc.hb[:]); err != nil {
 			return &violation{code: wire.CodeProtocol, err: fmt.Errorf("%w: %w", kvtransfer.ErrProtocol, err)}
 		}
 		if h.Length > 0 {
@@ -298,6 +309,8 @@ func (sc *serverConn) loop() error {
 			err = sc.open(&h)
 		case wire.FrameWrite:
 			err = sc.write(&h)
+		case wire.FrameWriteV:
+			err = sc.writev(&h)
 		case wire.FrameFlush:
 			err = sc.flush(&h)
 		case wire.FrameCommit:
@@ -319,8 +332,16 @@ func (sc *serverConn) loop() error {
 
 func (sc *serverConn) readPayload(n uint32) ([]byte, error) {
 	p := make([]byte, n)
-	_, err := io.ReadFull(sc.c, p)
+	err := sc.readLast(p)
 	return p, err
+}
+
+// readLast reads the last bytes of the current frame into bufs, and as
+// much of the next frame's header as has arrived.
+func (sc *serverConn) readLast(bufs ...[]byte) error {
+	_, extra, err := readvFull(sc.c, bufs, sc.hb[:], sc.iov)
+	sc.have = extra
+	return err
 }
 
 func (sc *serverConn) lookup(id uint64) (*entry, bool) {
@@ -418,7 +439,8 @@ func (sc *serverConn) write(h *wire.Header) error {
 		}
 		return &violation{id: h.ID, code: codeOf(err), err: err}
 	}
-	n, err := io.ReadFull(sc.c, dst)
+	var n int
+	n, sc.have, err = readvFull(sc.c, [][]byte{dst}, sc.hb[:], sc.iov)
 	if err == nil && h.Flags&wire.FlagCRC != 0 {
 		if got := wire.CRC(dst); got != h.CRC {
 			err = &violation{id: h.ID, code: wire.CodeCRC, err: fmt.Errorf("%w: slot %d offset %d: got %#x want %#x", kvtransfer.ErrChecksum, h.Slot, h.Arg, got, h.CRC)}
@@ -429,6 +451,82 @@ func (sc *serverConn) write(h *wire.Header) error {
 	}
 	e.att.EndWrite(n, err)
 	return err
+}
+
+// writev lands a batch of writes: every segment is checked before any
+// payload byte is read, then one readv fills all the segments' slots.
+func (sc *serverConn) writev(h *wire.Header) error {
+	e, ok := sc.lookup(h.ID)
+	if !ok {
+		return &violation{id: h.ID, code: wire.CodeNotOpen, err: fmt.Errorf("%w: write to reservation %d, not open on this connection", kvtransfer.ErrProtocol, h.ID)}
+	}
+	if h.Flags&wire.FlagCRC == 0 && sc.s.cfg.RequireCRC {
+		return &violation{id: h.ID, code: wire.CodeCRC, err: fmt.Errorf("%w: write without crc", kvtransfer.ErrChecksum)}
+	}
+	if cap(sc.table) < wire.MaxSegments*wire.SegmentSize {
+		sc.table = make([]byte, wire.MaxSegments*wire.SegmentSize)
+	}
+	table := sc.table[:int(h.Slot)*wire.SegmentSize]
+	if _, err := io.ReadFull(sc.c, table); err != nil {
+		return err
+	}
+	segs, err := wire.DecodeSegments(h, table, sc.segs)
+	sc.segs = segs
+	if err != nil {
+		return &violation{id: h.ID, code: wire.CodeProtocol, err: fmt.Errorf("%w: %w", kvtransfer.ErrProtocol, err)}
+	}
+	sc.mu.Lock()
+	dead := e.dead
+	sc.mu.Unlock()
+	if dead != nil {
+		_, err := io.CopyN(io.Discard, sc.c, int64(h.Length))
+		return err
+	}
+	dsts := sc.dsts[:0]
+	for _, sg := range segs {
+		dst, err := e.att.BeginWrite(sg.Slot, sg.Offset, sg.Length)
+		if err != nil {
+			for range dsts {
+				e.att.EndWrite(0, nil)
+			}
+			if benign(err) {
+				sc.mu.Lock()
+				e.dead = err
+				sc.mu.Unlock()
+				_, err := io.CopyN(io.Discard, sc.c, int64(h.Length))
+				return err
+			}
+			if errors.Is(err, kvtransfer.ErrOutOfBounds) {
+				e.att.Fail(err)
+			}
+			return &violation{id: h.ID, code: codeOf(err), err: err}
+		}
+		dsts = append(dsts, dst)
+	}
+	sc.dsts = dsts
+	n, extra, rerr := readvFull(sc.c, dsts, sc.hb[:], sc.iov)
+	sc.have = extra
+	var bad error
+	for i, dst := range dsts {
+		got := min(n, len(dst))
+		n -= got
+		if rerr == nil && bad == nil && h.Flags&wire.FlagCRC != 0 {
+			if c := wire.CRC(dst); c != segs[i].CRC {
+				bad = &violation{id: h.ID, code: wire.CodeCRC, err: fmt.Errorf("%w: slot %d offset %d: got %#x want %#x", kvtransfer.ErrChecksum, segs[i].Slot, segs[i].Offset, c, segs[i].CRC)}
+			}
+		}
+		if got < len(dst) && rerr != nil {
+			e.att.EndWrite(got, rerr)
+		} else {
+			e.att.EndWrite(got, nil)
+		}
+	}
+	clear(dsts)
+	if bad != nil {
+		e.att.Fail(bad)
+		return bad
+	}
+	return rerr
 }
 
 func (sc *serverConn) flush(h *wire.Header) error {

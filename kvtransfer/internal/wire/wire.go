@@ -52,7 +52,73 @@ const (
 	FrameRDMAAccept  Type = 11 // payload = receiver's RDMA connection parameters (or slot = error code)
 	FramePing        Type = 12 // arg = nonce: liveness and latency probe
 	FramePong        Type = 13 // arg = nonce
+	// FrameWriteV carries several writes of one reservation: slot = segment
+	// count, length = payload bytes (the sum of the segment lengths); the
+	// header is followed by count segment descriptors (SegmentSize bytes
+	// each), then the payload, segment after segment. A receiver reads the
+	// whole payload with one readv straight into every segment's slot.
+	FrameWriteV Type = 14
 )
+
+// SegmentSize is the size of one FrameWriteV segment descriptor:
+//
+//	u32 slot, u32 length, u64 offset, u32 crc32c, u32 reserved (zero)
+const SegmentSize = 24
+
+// MaxSegments bounds the segments of one FrameWriteV.
+const MaxSegments = 256
+
+// Segment is one write inside a FrameWriteV.
+type Segment struct {
+	Slot   uint32
+	Length uint32
+	Offset uint64
+	CRC    uint32
+}
+
+// EncodeSegments appends the descriptors of segs to b.
+func EncodeSegments(b []byte, segs []Segment) []byte {
+	for _, s := range segs {
+		b = binary.LittleEndian.AppendUint32(b, s.Slot)
+		b = binary.LittleEndian.AppendUint32(b, s.Length)
+		b = binary.LittleEndian.AppendUint64(b, s.Offset)
+		b = binary.LittleEndian.AppendUint32(b, s.CRC)
+		b = binary.LittleEndian.AppendUint32(b, 0)
+	}
+	return b
+}
+
+// DecodeSegments parses the segment table of h (len(b) must be
+// h.Slot*SegmentSize) into segs[:0], checking that the lengths add up to
+// h.Length and that no segment is empty.
+func DecodeSegments(h *Header, b []byte, segs []Segment) ([]Segment, error) {
+	if h.Type != FrameWriteV || len(b) != int(h.Slot)*SegmentSize {
+		return segs[:0], fmt.Errorf("%w: segment table of %d bytes for %d segments", ErrMalformed, len(b), h.Slot)
+	}
+	segs = segs[:0]
+	var total uint64
+	for i := 0; i < int(h.Slot); i++ {
+		p := b[i*SegmentSize:]
+		s := Segment{
+			Slot:   binary.LittleEndian.Uint32(p),
+			Length: binary.LittleEndian.Uint32(p[4:]),
+			Offset: binary.LittleEndian.Uint64(p[8:]),
+			CRC:    binary.LittleEndian.Uint32(p[16:]),
+		}
+		if binary.LittleEndian.Uint32(p[20:]) != 0 {
+			return segs[:0], fmt.Errorf("%w: segment %d reserved bytes set", ErrMalformed, i)
+		}
+		if s.Length == 0 {
+			return segs[:0], fmt.Errorf("%w: segment %d is empty", ErrMalformed, i)
+		}
+		total += uint64(s.Length)
+		segs = append(segs, s)
+	}
+	if total != uint64(h.Length) {
+		return segs[:0], fmt.Errorf("%w: segments add up to %d bytes, header says %d", ErrMalformed, total, h.Length)
+	}
+	return segs, nil
+}
 
 func (t Type) String() string {
 	switch t {
@@ -82,6 +148,8 @@ func (t Type) String() string {
 		return "ping"
 	case FramePong:
 		return "pong"
+	case FrameWriteV:
+		return "writev"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -142,7 +210,7 @@ type Header struct {
 // MaxPayload returns the largest payload a frame of type t may carry.
 func MaxPayload(t Type) (uint32, bool) {
 	switch t {
-	case FrameWrite:
+	case FrameWrite, FrameWriteV:
 		return MaxWrite, true
 	case FrameOpen:
 		return TokenSize, true
@@ -195,7 +263,12 @@ func (h *Header) Decode(b []byte) error {
 	if t == FrameOpen && n != TokenSize {
 		return fmt.Errorf("%w: open token is %d bytes, want %d", ErrMalformed, n, TokenSize)
 	}
-	if b[1]&FlagCRC != 0 && t != FrameWrite {
+	if t == FrameWriteV {
+		if c := binary.LittleEndian.Uint32(b[16:]); c == 0 || c > MaxSegments {
+			return fmt.Errorf("%w: writev with %d segments", ErrMalformed, c)
+		}
+	}
+	if b[1]&FlagCRC != 0 && t != FrameWrite && t != FrameWriteV {
 		return fmt.Errorf("%w: crc flag on %s", ErrMalformed, t)
 	}
 	if b[1]&FlagRDMA != 0 && t != FrameCommit {

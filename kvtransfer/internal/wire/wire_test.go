@@ -146,3 +146,54 @@ func FuzzDecodeHello(f *testing.F) {
 		}
 	})
 }
+
+func TestSegments(t *testing.T) {
+	segs := []Segment{{Slot: 1, Length: 10, Offset: 5, CRC: 9}, {Slot: 7, Length: 6}}
+	h := Header{Type: FrameWriteV, Slot: 2, Length: 16}
+	b := EncodeSegments(nil, segs)
+	got, err := DecodeSegments(&h, b, nil)
+	if err != nil || len(got) != 2 || got[0] != segs[0] || got[1] != segs[1] {
+		t.Fatalf("round trip %+v %v", got, err)
+	}
+	bad := []struct {
+		name string
+		h    Header
+		b    []byte
+	}{
+		{"lengths do not add up", Header{Type: FrameWriteV, Slot: 2, Length: 17}, b},
+		{"short table", Header{Type: FrameWriteV, Slot: 2, Length: 16}, b[:30]},
+		{"empty segment", Header{Type: FrameWriteV, Slot: 1, Length: 0}, EncodeSegments(nil, []Segment{{Slot: 1}})},
+		{"reserved", Header{Type: FrameWriteV, Slot: 1, Length: 1}, append(EncodeSegments(nil, []Segment{{Length: 1}})[:20], 1, 0, 0, 0)},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := DecodeSegments(&tc.h, tc.b, nil); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+	var hb [HeaderSize]byte
+	(&Header{Type: FrameWriteV, Slot: MaxSegments + 1, Length: 1}).Encode(hb[:])
+	var hh Header
+	if err := hh.Decode(hb[:]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("too many segments: %v", err)
+	}
+}
+
+func FuzzDecodeSegments(f *testing.F) {
+	f.Add(uint32(2), uint32(16), EncodeSegments(nil, []Segment{{Slot: 1, Length: 10, Offset: 5}, {Slot: 7, Length: 6}}))
+	f.Fuzz(func(t *testing.T, count, length uint32, b []byte) {
+		h := Header{Type: FrameWriteV, Slot: count % (MaxSegments + 1), Length: length}
+		segs, err := DecodeSegments(&h, b, nil)
+		if err != nil {
+			return
+		}
+		var total uint64
+		for _, s := range segs {
+			total += uint64(s.Length)
+		}
+		if total != uint64(length) || len(segs) != int(h.Slot) {
+			t.Fatalf("accepted segments that do not add up")
+		}
+	})
+}

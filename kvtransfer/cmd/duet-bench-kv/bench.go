@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/duet-llm/duet/kvtransfer"
+	"github.com/duet-llm/duet/kvtransfer/tcp"
+)
+
+type config struct {
+	SizesMiB     []int
+	Conns        []int
+	SlotSize     int
+	Budget       time.Duration
+	LatencyIters int
+	CRC          bool
+}
+
+func defaultConfig() config {
+	return config{SlotSize: 16 << 10, Budget: 2 * time.Second, LatencyIters: 3000}
+}
+
+const latencyBytes = 64 << 10
+
+func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
+	maxSize := slices.Max(cfg.SizesMiB) << 20
+	slots := maxSize / cfg.SlotSize
+	// The pool has room for twice the largest transfer so slots scatter.
+	pool := make([]byte, 2*slots*cfg.SlotSize)
+	src := make([]byte, maxSize)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	recv := kvtransfer.NewReceiver(kvtransfer.ReceiverConfig{}, lg)
+	defer recv.Close()
+	region, err := recv.RegisterRegion(pool)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	srv := tcp.NewServer(tcp.ServerConfig{Addr: "127.0.0.1:0"}, recv, lg)
+	g.Go(func() error { return srv.Run(gctx) })
+	// Raw TCP: a sink that reads n bytes into dst and acks with one byte.
+	rawLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { <-gctx.Done(); return rawLn.Close() })
+	dst := make([]byte, 2*slots*cfg.SlotSize)
+	g.Go(func() error { serveRaw(rawLn, dst); return nil })
+	defer func() { cancel(); g.Wait() }()
+	select {
+	case <-srv.Ready():
+	case <-gctx.Done():
+		return g.Wait()
+	}
+	addr := srv.Addr().String()
+
+	fmt.Fprintf(w, "# kvtransfer over loopback TCP, %d KiB slots scattered in a %d MiB pool, GOMAXPROCS=%d, crc=%v\n",
+		cfg.SlotSize>>10, len(pool)>>20, runtime.GOMAXPROCS(0), cfg.CRC)
+	fmt.Fprintf(w, "# best of >=3 runs (spread = worst/best); raw = plain TCP copy of the same bytes into one buffer\n")
+	fmt.Fprintf(w, "%-8s %-5s %12s %12s %7s %8s %8s\n", "size", "conns", "kv GB/s", "raw GB/s", "ratio", "kv-sprd", "raw-sprd")
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, conns := range cfg.Conns {
+		tr := tcp.New(tcp.Config{Conns: conns, CRC: cfg.CRC}, lg)
+		tctx, tcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { tr.Run(tctx); close(done) }()
+		raw, err := dialRaw(rawLn.Addr().String(), conns)
+		if err != nil {
+			tcancel()
+			return err
+		}
+		for _, mib := range cfg.SizesMiB {
+			size := mib << 20
+			n := size / cfg.SlotSize
+			kvRun := func() (time.Duration, error) {
+				perm := r.Perm(2 * slots)[:n]
+				sl := make([]kvtransfer.Slot, n)
+				for i, j := range perm {
+					sl[i] = kvtransfer.Slot{Region: region, Offset: uint64(j * cfg.SlotSize), Length: uint32(cfg.SlotSize)}
+				}
+				res, err := recv.Reserve(sl, time.Minute)
+				if err != nil {
+					return 0, err
+				}
+				d := res.Descriptor()
+				start := time.Now()
+				if err := transfer(ctx, tr, &d, src[:size], cfg.SlotSize); err != nil {
+					return 0, err
+				}
+				el := time.Since(start)
+				if out, _ := res.Wait(ctx); out.State != kvtransfer.StateCommitted {
+					return 0, fmt.Errorf("outcome %+v", out)
+				}
+				return el, nil
+			}
+			rawRun := func() (time.Duration, error) { return raw.copy(src[:size]) }
+			kvBest, kvWorst, err := measure(kvRun, cfg.Budget)
+			if err != nil {
+				tcancel()
+				return fmt.Errorf("kv %d MiB x %d conns: %w", mib, conns, err)
+			}
+			rawBest, rawWorst, err := measure(rawRun, cfg.Budget)
+			if err != nil {
+				tcancel()
+				return fmt.Errorf("raw %d MiB x %d conns: %w", mib, conns, err)
+			}
+			kvG, rawG := gbps(size, kvBest), gbps(size, rawBest)
+			fmt.Fprintf(w, "%-8s %-5d %12.2f %12.2f %7.2f %8.2f %8.2f\n", fmt.Sprintf("%dMiB", mib), conns, kvG, rawG, kvG/rawG,
+				float64(kvWorst)/float64(kvBest), float64(rawWorst)/float64(rawBest))
+			fmt.Fprintf(w, "RESULT kv_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, kvG)
+			fmt.Fprintf(w, "RESULT raw_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, rawG)
+			fmt.Fprintf(w, "RESULT kv_vs_raw_%dmib_%dconn %.3f ratio\n", mib, conns, kvG/rawG)
+		}
+		raw.close()
+		tcancel()
+		<-done
+	}
+
+	// Latency: open-to-commit of 64 KiB on warm connections.
+	fmt.Fprintf(w, "\n# open-to-commit of a %d KiB transfer (%d slots), warm connections, %d samples\n", latencyBytes>>10, latencyBytes/cfg.SlotSize, cfg.LatencyIters)
+	fmt.Fprintf(w, "%-34s %10s %10s\n", "what", "p50 us", "p99 us")
+	raw, err := dialRaw(rawLn.Addr().String(), 1)
+	if err != nil {
+		return err
+	}
+	defer raw.close()
+	ping, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:1]) })
+	if err != nil {
+		return err
+	}
+	rtt64, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:latencyBytes]) })
+	if err != nil {
+		return err
+	}
+	printLat(w, "raw tcp round trip, 1 byte", "raw_rtt_1b", ping)
+	printLat(w, "raw tcp 64 KiB + 1-byte reply", "raw_rtt_64kib", rtt64)
+	for _, conns := range cfg.Conns {
+		tr := tcp.New(tcp.Config{Conns: conns, CRC: cfg.CRC}, lg)
+		tctx, tcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { tr.Run(tctx); close(done) }()
+		n := latencyBytes / cfg.SlotSize
+		lat, err := sample(cfg.LatencyIters, func() (time.Duration, error) {
+			perm := r.Perm(2 * slots)[:n]
+			sl := make([]kvtransfer.Slot, n)
+			for i, j := range perm {
+				sl[i] = kvtransfer.Slot{Region: region, Offset: uint64(j * cfg.SlotSize), Length: uint32(cfg.SlotSize)}
+			}
+			res, err := recv.Reserve(sl, time.Minute)
+			if err != nil {
+				return 0, err
+			}
+			d := res.Descriptor()
+			d.Endpoints = []kvtransfer.Endpoint{{Addr: addr}}
+			start := time.Now()
+			if err := transfer(ctx, tr, &d, src[:latencyBytes], cfg.SlotSize); err != nil {
+				return 0, err
+			}
+			return time.Since(start), nil
+		})
+		tcancel()
+		<-done
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("kv_open_to_commit_64kib_%dconn", conns)
+		printLat(w, fmt.Sprintf("kv open-to-commit, %d conn", conns), name, lat)
+		fmt.Fprintf(w, "RESULT %s_p50_vs_raw_rtt_64kib %.2f ratio\n", name, float64(lat[len(lat)/2])/float64(rtt64[len(rtt64)/2]))
+		fmt.Fprintf(w, "RESULT %s_p50_vs_raw_rtt_1b %.2f ratio\n", name, float64(lat[len(lat)/2])/float64(ping[len(ping)/2]))
+	}
+	return nil
+}
+
+// transfer writes src into the descriptor's slots in order and commits.
+func transfer(ctx context.Context, tr kvtransfer.Transport, d *kvtransfer.Descriptor, src []byte, slot int) error {
+	s, err := tr.Open(ctx, d)
+	if err != nil {
+		return err
+	}
+	for i := range d.Slots {
+		if err := s.Write(ctx, i, 0, src[i*slot:(i+1)*slot]); err != nil {
+			return err
+		}
+	}
+	return s.Commit(ctx, []byte("first-token"))
+}
+
+// measure runs f at least 3 times and until budget is spent; best, worst.
+func measure(f func() (time.Duration, error), budget time.Duration) (time.Duration, time.Duration, error) {
+	var best, worst time.Duration
+	start := time.Now()
+	for i := 0; i < 3 || (time.Since(start) < budget && i < 200); i++ {
+		d, err := f()
+		if err != nil {
+			return 0, 0, err
+		}
+		if i == 0 || d < best {
+			best = d
+		}
+		worst = max(worst, d)
+	}
+	return best, worst, nil
+}
+
+// sample runs f n times (after a warm-up) and returns sorted durations.
+func sample(n int, f func() (time.Duration, error)) ([]time.Duration, error) {
+	for range 50 {
+		if _, err := f(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]time.Duration, n)
+	for i := range out {
+		d, err := f()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func printLat(w io.Writer, what, name string, d []time.Duration) {
+	p50, p99 := d[len(d)/2], d[len(d)*99/100]
+	fmt.Fprintf(w, "%-34s %10.1f %10.1f\n", what, us(p50), us(p99))
+	fmt.Fprintf(w, "RESULT %s_p50 %.1f us\n", name, us(p50))
+	fmt.Fprintf(w, "RESULT %s_p99 %.1f us\n", name, us(p99))
+}
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+func gbps(n int, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e9 }
+
+// rawConns is the raw TCP baseline: n connections; a copy splits the bytes
+// across them and waits for each one's 1-byte ack.
+type rawConns struct{ cs []net.Conn }
+
+func dialRaw(addr string, n int) (*rawConns, error) {
+	r := &rawConns{}
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		r.cs = append(r.cs, c)
+	}
+	return r, nil
+}
+
+func (r *rawConns) close() {
+	for _, c := range r.cs {
+		c.Close()
+	}
+}
+
+func (r *rawConns) copy(src []byte) (time.Duration, error) {
+	start := time.Now()
+	per := (len(src) + len(r.cs) - 1) / len(r.cs)
+	var wg sync.WaitGroup
+	errs := make([]error, len(r.cs))
+	for i, c := range r.cs {
+		lo := min(i*per, len(src))
+		hi := min(lo+per, len(src))
+		if lo == hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var hdr [8]byte
+			putLen(hdr[:], hi-lo)
+			bufs := net.Buffers{hdr[:], src[lo:hi]}
+			if _, err := bufs.WriteTo(c); err != nil {
+				errs[i] = err
+				return
+			}
+			var ack [1]byte
+			_, errs[i] = io.ReadFull(c, ack[:])
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
+}
+
+func putLen(b []byte, n int) {
+	for i := range 8 {
+		b[i] = byte(n >> (8 * i))
+	}
+}
+
+func getLen(b []byte) int {
+	n := 0
+	for i := range 8 {
+		n |= int(b[i]) << (8 * i)
+	}
+	return n
+}
+
+// serveRaw reads length-prefixed blobs into dst and acks each one.
+func serveRaw(ln net.Listener, dst []byte) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for part := 0; ; part++ {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		// Each connection reads into its own part of dst, as the kv
+		// receiver reads into distinct slots.
+		off := (part % 8) * (len(dst) / 8)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			var hdr [8]byte
+			for {
+				if _, err := io.ReadFull(c, hdr[:]); err != nil {
+					return
+				}
+				n := getLen(hdr[:])
+				if n > len(dst)-off {
+					return
+				}
+				if _, err := io.ReadFull(c, dst[off:off+n]); err != nil {
+					return
+				}
+				if _, err := c.Write([]byte{1}); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
