@@ -79,9 +79,11 @@
 // a 1024-bucket histogram keyed by the probability's exponent and three
 // mantissa bits, and then for top-p and for the draw only the one bucket that
 // holds the cut is gathered and sorted: the vocabulary is never fully sorted.
-// The worst case is a flat distribution where one bucket holds most of the
-// vocabulary. Logprobs cost one more pass (and a 20-entry heap for the
-// alternatives).
+// When top-p and the draw cut in the same bucket it is sorted once. The
+// worst case is a flat distribution where one bucket holds most of the
+// vocabulary. Logprobs need exp(logit - max) over the whole row: free at
+// temperature 1 without top-k (the pass above computed exactly that), one
+// more pass otherwise, plus a 20-entry heap for the alternatives.
 //
 // A Sampler holds the per-completion state (seed, counts of the output tokens
 // when a penalty is on, the prompt's distinct tokens when the repetition

@@ -261,6 +261,7 @@ func (s *Sampler) Sample(logits []float32) (Token, error) {
 // choose picks the token from the penalized logits and returns it with the
 // largest logit.
 func (s *Sampler) choose(l []float32) (int32, float32, error) {
+	s.ws.gathered, s.ws.probsT1 = -1, false
 	if s.greedy {
 		i := argmax(l)
 		if i < 0 {
@@ -334,6 +335,7 @@ func (s *Sampler) choose(l []float32) (int32, float32, error) {
 	}
 	ws.hist = [nBucket]uint64{}
 	z := fillProbs(l, ws.probs, lmax, s.invT, &ws.hist)
+	ws.probsT1 = s.invT == 1
 	kept := z
 	if s.p.TopP < 1 {
 		_, kept = s.firstAbove(topPTarget(s.p.TopP, z) - 1)
@@ -357,7 +359,11 @@ func (s *Sampler) firstAbove(x uint64) (int32, uint64) {
 			c += h
 			continue
 		}
-		for _, k := range gatherBucket(ws.probs, uint32(b), ws.keys) {
+		if ws.gathered != b {
+			ws.nkeys = len(gatherBucket(ws.probs, uint32(b), ws.keys))
+			ws.gathered = b
+		}
+		for _, k := range ws.keys[:ws.nkeys] {
 			c += mass(keyProb(k))
 			if c > x {
 				return keyID(k), c
@@ -388,11 +394,14 @@ func checkMax(lmax float32) error {
 // logprobs returns the log-softmax of the penalized logits (temperature 1)
 // for id and for the TopLogprobs best tokens.
 func (s *Sampler) logprobs(l []float32, id int32, lmax float32) (float32, []TokenLogprob) {
-	var sum float64
-	for _, v := range l {
-		sum += float64(prob(v - lmax))
+	ws := s.ws
+	if !ws.probsT1 {
+		// The draw is done: the scratch memory is free to hold
+		// exp(logit - max); the histogram that comes with it is not used.
+		fillProbs(l, ws.probs, lmax, 1, &ws.hist)
+		ws.gathered, ws.probsT1 = -1, true
 	}
-	lse := float64(lmax) + math.Log(sum)
+	lse := float64(lmax) + math.Log(sumProbs(ws.probs))
 	s.top = s.top[:0]
 	if n := s.p.TopLogprobs; n > 0 {
 		m := topLogits(l, n, s.topHeap)

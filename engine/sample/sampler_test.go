@@ -782,3 +782,43 @@ func TestNoAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestExactBoundaries checks the cuts where a running sum of mass lands
+// exactly on a boundary: equal logits have equal masses, so these are exact.
+func TestExactBoundaries(t *testing.T) {
+	// Uniform(halfSeed, 0) is exactly 0.5.
+	const halfSeed = 21486860
+	if u := Uniform(halfSeed, 0); u != 0.5 {
+		t.Fatalf("Uniform(halfSeed, 0) = %v", u)
+	}
+	for _, shape := range []struct {
+		name   string
+		logits []float32
+		topK   int
+		offset int32
+	}{
+		{"histogram path", []float32{0, 0}, 0, 0},
+		{"top-k path", embed([]float32{0, 0}, 100, 40), 3, 40},
+	} {
+		t.Run(shape.name, func(t *testing.T) {
+			first, second := shape.offset, shape.offset+1
+			// Two tokens of mass m: the draw point is exactly m, the running
+			// sum after the first; the first token whose sum exceeds it is
+			// the second.
+			p := params(func(p *Params) { p.TopK = shape.topK; p.Seed = seedp(halfSeed) })
+			if tok, err := mustNew(t, p, len(shape.logits)).Sample(shape.logits); err != nil || tok.ID != second {
+				t.Fatalf("draw at exactly half: token %d, %v; want %d", tok.ID, err, second)
+			}
+			// top_p 0.5 is reached exactly by the first token.
+			got := keys(drawn(t, params(func(p *Params) { p.TopP = 0.5; p.TopK = shape.topK }), shape.logits, 200))
+			if !slices.Equal(got, []int32{first}) {
+				t.Fatalf("top_p 0.5: drawn %v, want [%d]", got, first)
+			}
+			// min_p 1 keeps every token tied with the most likely.
+			got = keys(drawn(t, params(func(p *Params) { p.MinP = 1; p.TopK = shape.topK }), shape.logits, 200))
+			if !slices.Equal(got, []int32{first, second}) {
+				t.Fatalf("min_p 1: drawn %v, want [%d %d]", got, first, second)
+			}
+		})
+	}
+}

@@ -16,6 +16,13 @@ type Workspace struct {
 	probs []float32
 	keys  []uint64
 	hist  [nBucket]uint64
+	// The bucket whose sorted keys are in keys[:nkeys], or -1: top-p and
+	// the draw often cut in the same bucket.
+	gathered int
+	nkeys    int
+	// probs holds exp(logit - max) of the current row (temperature 1), so
+	// the logprobs can reuse them.
+	probsT1 bool
 }
 
 // NewWorkspace allocates the scratch memory for a vocabulary of that size.
@@ -209,13 +216,34 @@ func fillProbs(l, probs []float32, lmax, invT float32, hist *[nBucket]uint64) ui
 // returns them.
 func gatherBucket(probs []float32, b uint32, keys []uint64) []uint64 {
 	k := keys[:0]
+	lo := b << 20
 	for i, p := range probs {
-		if bucket(p) == b {
+		// bucket(p) == b; p <= 1, so the bits are below 1<<30 and the
+		// bucket is just bits>>20.
+		if math.Float32bits(p)-lo < 1<<20 {
 			k = append(k, probKey(p, int32(i)))
 		}
 	}
 	slices.Sort(k)
 	return k
+}
+
+// sumProbs returns the sum of probs in float64, in a fixed order (four
+// interleaved partial sums, then added in lane order).
+func sumProbs(probs []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(probs); i += 4 {
+		v := probs[i : i+4 : i+4]
+		s0 += float64(v[0])
+		s1 += float64(v[1])
+		s2 += float64(v[2])
+		s3 += float64(v[3])
+	}
+	for ; i < len(probs); i++ {
+		s0 += float64(probs[i])
+	}
+	return s0 + s1 + s2 + s3
 }
 
 // massAtLeast returns the total mass of the tokens whose probability is at
