@@ -279,4 +279,3 @@ func encodeRow(b []byte, typ gguf.Type, row []float32) []byte {
 	}
 	return b
 }
-
