@@ -50,7 +50,8 @@ func (e *ParamError) Unwrap() error { return ErrInvalidParams }
 // > 0): start from DefaultParams and set what the request sets.
 type Params struct {
 	// Temperature divides the logits before the softmax; 0 means greedy
-	// (argmax, lowest token id on ties). Range [0, 2].
+	// (argmax, lowest token id on ties), and so does a temperature so small
+	// that 1/temperature overflows float32. Range [0, 2].
 	Temperature float32
 	// TopK keeps the K most likely tokens (by penalized logit, lowest id on
 	// ties). 0 (or -1, vLLM's spelling) turns it off; K >= vocab is off too.
@@ -103,7 +104,7 @@ func DefaultParams() Params {
 // Validate checks every field and returns a *ParamError (wrapping
 // ErrInvalidParams) for the first one that is out of range. NaN is out of
 // every range.
-func (p *Params) Validate() error {
+func (p Params) Validate() error {
 	if !inRange(p.Temperature, 0, 2) {
 		return paramErr("temperature", "must be between 0 and 2 (0 is greedy), got %v", p.Temperature)
 	}

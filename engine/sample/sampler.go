@@ -151,7 +151,7 @@ func NewWithWorkspace(p Params, ws *Workspace) (*Sampler, error) {
 		}
 		s.genIDs = make([]int32, 0, n)
 		s.genCnt = make([]int32, 0, n)
-		s.saved = make([]savedLogit, 0, n)
+		s.saved = make([]savedLogit, 0, 2*n)
 	}
 	if p.Logprobs {
 		s.topHeap = make([]uint64, MaxTopLogprobs+1)
@@ -164,9 +164,15 @@ func NewWithWorkspace(p Params, ws *Workspace) (*Sampler, error) {
 // to whoever samples the rest of the completion.
 func (s *Sampler) Seed() uint64 { return s.seed }
 
-// Params returns the parameters in use, with Seed always set, StopTokens
-// sorted and TopK normalized (0 when off).
-func (s *Sampler) Params() Params { return s.p }
+// Params returns (a copy of) the parameters in use, with Seed always set,
+// StopTokens sorted without duplicates and TopK normalized (0 when off).
+func (s *Sampler) Params() Params {
+	p := s.p
+	seed := s.seed
+	p.Seed = &seed
+	p.StopTokens = slices.Clone(s.stops)
+	return p
+}
 
 // Step returns the number of output tokens so far, which is the index of the
 // next one.
@@ -221,7 +227,9 @@ func (s *Sampler) Restore(prompt, generated []int32) error {
 	for _, id := range generated {
 		s.accept(id)
 	}
-	if need := len(s.promptIDs) + cap(s.genIDs); cap(s.saved) < need {
+	// penalize saves each prompt token once and each output token up to
+	// twice (repetition, then frequency/presence).
+	if need := len(s.promptIDs) + 2*cap(s.genIDs); cap(s.saved) < need {
 		s.saved = make([]savedLogit, 0, need)
 	}
 	return nil

@@ -49,9 +49,16 @@ func logitsOf(probs ...float64) []float32 {
 func drawn(t *testing.T, p Params, logits []float32, n int) map[int32]int {
 	t.Helper()
 	got := map[int32]int{}
+	ws, err := NewWorkspace(len(logits))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for seed := range uint64(n) {
 		p.Seed = seedp(seed)
-		s := mustNew(t, p, len(logits))
+		s, err := NewWithWorkspace(p, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
 		tok, err := s.Sample(logits)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
