@@ -64,8 +64,9 @@
 // Each probability p (relative to the most likely token, which has p = 1) is
 // turned into an integer mass floor(p * 2^43); a token with p < 2^-43 has mass
 // 0 and is never drawn. Sums of masses are exact, so they do not depend on
-// the order of addition: the total, the top-p target ceil(top_p * total), the
-// min-p cut and the draw point floor(u * kept total) are exact integers, and
+// the order of addition: the total, the top-p target (ceil(top_p * total), computed
+// in float64), the min-p cut and the draw point floor(u * kept total) are
+// integers computed the same way everywhere, and
 // the token drawn is exactly the one a full sort of the vocabulary by
 // (probability desc, id asc) followed by a running sum would give, whatever
 // shortcut finds it. MaxVocab (2^20) keeps the total below 2^63.
