@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ func TestConfigFlags(t *testing.T) {
 	fs = flag.NewFlagSet("y", flag.ContinueOnError)
 	cfg2 := DefaultConfig()
 	cfg2.AddFlags(fs, "cluster-")
+	fs.SetOutput(io.Discard)
 	if fs.Lookup("cluster-etcd-endpoints") == nil || fs.Lookup("etcd-endpoints") != nil {
 		t.Error("prefix not applied")
 	}

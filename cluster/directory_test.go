@@ -12,7 +12,7 @@ func TestChangedWakesEveryWaiter(t *testing.T) {
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Gossip.Enabled = false
 	r := newRunner(t)
-	dir := NewDirectory(cfg, newClient(t, cfg), nil, nil)
+	dir := NewDirectory(cfg, r.client(cfg), nil, nil)
 	r.run("directory", dir.Run)
 	select {
 	case <-dir.Ready():

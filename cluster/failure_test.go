@@ -29,7 +29,7 @@ func TestKilledNodeUnroutable(t *testing.T) {
 
 	spec := childSpec{Endpoints: srv.Endpoints(), Cluster: cfg.ClusterName, ID: "decode-0", Role: RoleDecode, LeaseTTL: "3s"}
 	c := startChild(t, spec)
-	waitFor(t, 2*time.Second, "child routable and alive by gossip", func() bool {
+	waitFor(t, within(2*time.Second), "child routable and alive by gossip", func() bool {
 		v, _ := router.dir.Get("decode-0")
 		return v.Routable && v.Gossip == GossipAlive
 	})
@@ -39,7 +39,7 @@ func TestKilledNodeUnroutable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Done-when: a SIGKILLed node gets no new requests after 3 s.
-	took := waitFor(t, 3*time.Second, "killed node unroutable", func() bool {
+	took := waitFor(t, within(3*time.Second), "killed node unroutable", func() bool {
 		return !routable(router.dir, RoleDecode, "decode-0")
 	})
 	v, ok := router.dir.Get("decode-0")
@@ -52,7 +52,7 @@ func TestKilledNodeUnroutable(t *testing.T) {
 	if !routable(router.dir, RoleDecode, "decode-1") {
 		t.Error("the live node became unroutable too")
 	}
-	gone := waitFor(t, cfg.LeaseTTL+3*time.Second, "key removed by lease expiry", func() bool {
+	gone := waitFor(t, cfg.LeaseTTL+within(3*time.Second), "key removed by lease expiry", func() bool {
 		_, ok := router.dir.Get("decode-0")
 		return !ok
 	})
@@ -62,17 +62,17 @@ func TestKilledNodeUnroutable(t *testing.T) {
 
 	// The same id comes back in a new process, at a new gossip port.
 	c2 := startChild(t, spec)
-	took = waitFor(t, 2*time.Second, "restarted node routable", func() bool {
+	took = waitFor(t, within(2*time.Second), "restarted node routable", func() bool {
 		v, _ := router.dir.Get("decode-0")
 		return v.Routable
 	})
 	t.Logf("restart registered -> routable: %v", took)
-	waitFor(t, 3*time.Second, "restarted node alive by gossip", func() bool {
+	waitFor(t, eventually, "restarted node alive by gossip", func() bool {
 		v, _ := router.dir.Get("decode-0")
 		return v.Gossip == GossipAlive
 	})
 	c2.stop(t)
-	waitFor(t, time.Second, "cleanly stopped node gone", func() bool {
+	waitFor(t, eventually, "cleanly stopped node gone", func() bool {
 		_, ok := router.dir.Get("decode-0")
 		return !ok
 	})
@@ -91,19 +91,19 @@ func TestQuickRestartSameID(t *testing.T) {
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
 	spec := childSpec{Endpoints: srv.Endpoints(), Cluster: cfg.ClusterName, ID: "prefill-0", Role: RolePrefill, LeaseTTL: "10s"}
 	c := startChild(t, spec)
-	waitFor(t, 2*time.Second, "alive", func() bool {
+	waitFor(t, eventually, "alive", func() bool {
 		v, _ := router.dir.Get("prefill-0")
 		return v.Routable && v.Gossip == GossipAlive
 	})
 	c.kill()
-	waitFor(t, 3*time.Second, "dead", func() bool { return !routable(router.dir, RolePrefill, "prefill-0") })
+	waitFor(t, eventually, "dead", func() bool { return !routable(router.dir, RolePrefill, "prefill-0") })
 	c2 := startChild(t, spec)
-	took := waitFor(t, 3*time.Second, "restarted routable", func() bool {
+	took := waitFor(t, eventually, "restarted routable", func() bool {
 		v, _ := router.dir.Get("prefill-0")
 		return v.Routable
 	})
 	t.Logf("restart before lease expiry -> routable: %v", took)
-	waitFor(t, 3*time.Second, "restarted alive by gossip", func() bool {
+	waitFor(t, eventually, "restarted alive by gossip", func() bool {
 		v, _ := router.dir.Get("prefill-0")
 		return v.Routable && v.Gossip == GossipAlive
 	})
@@ -123,7 +123,7 @@ func TestEtcdRestart(t *testing.T) {
 	r := newRunner(t)
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
 	node := startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
-	waitFor(t, 2*time.Second, "routable", func() bool { return routable(router.dir, RoleDecode, "decode-0") })
+	waitFor(t, eventually, "routable", func() bool { return routable(router.dir, RoleDecode, "decode-0") })
 	oldLease := node.reg.LeaseID()
 
 	_ = srv.Close()
@@ -142,7 +142,7 @@ func TestEtcdRestart(t *testing.T) {
 	t.Cleanup(func() { _ = srv2.Close() })
 
 	late := startMember(t, r, cfg, Node{ID: "prefill-0", Role: RolePrefill}, false)
-	took := waitFor(t, 10*time.Second, "directory caught up", func() bool {
+	took := waitFor(t, eventually, "directory caught up", func() bool {
 		v, ok := router.dir.Get("decode-0")
 		return ok && v.Lease != oldLease && v.Load.FreeBlocks == 42 && routable(router.dir, RolePrefill, "prefill-0")
 	})
@@ -165,7 +165,7 @@ func TestWatchCompaction(t *testing.T) {
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Gossip.Enabled = false
 	r := newRunner(t)
-	cli := newClient(t, cfg)
+	cli := r.client(cfg)
 	ctx := context.Background()
 	compacted := make(chan struct{})
 	dir := NewDirectory(cfg, cli, nil, nil)
@@ -192,10 +192,10 @@ func TestWatchCompaction(t *testing.T) {
 	}
 	r.run("directory", dir.Run)
 	<-compacted
-	waitFor(t, 5*time.Second, "key written before compaction seen after re-list", func() bool {
+	waitFor(t, eventually, "key written before compaction seen after re-list", func() bool {
 		_, ok := dir.Get("early")
 		return ok
 	})
 	startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
-	waitFor(t, 2*time.Second, "watch works after re-list", func() bool { return routable(dir, RoleDecode, "decode-0") })
+	waitFor(t, eventually, "watch works after re-list", func() bool { return routable(dir, RoleDecode, "decode-0") })
 }

@@ -169,6 +169,15 @@ func startEtcd(t testing.TB) (*embedetcd.Server, embedetcd.Config) {
 	return srv, cfg
 }
 
+// eventually bounds waits that stand for no requirement: they only stop a broken test.
+const eventually = 10 * time.Second
+
+// slowdown stretches requirement deadlines under the race detector (race_test.go).
+var slowdown = 1
+
+// within scales a requirement's deadline for this build.
+func within(d time.Duration) time.Duration { return d * time.Duration(slowdown) }
+
 var nonName = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
 // testConfig is a Config for one test: its own cluster name, fast timings, loopback gossip.
@@ -194,12 +203,24 @@ func newClient(t testing.TB, cfg Config) *clientv3.Client {
 	return cli
 }
 
-// runner runs components for one test and stops them (and checks their errors) at cleanup.
+// runner runs components for one test and stops them (and checks their errors) at cleanup,
+// then closes the clients it made: components stop before their clients go away.
 type runner struct {
-	t      testing.TB
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	t       testing.TB
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	clients []*clientv3.Client
+}
+
+func (r *runner) client(cfg Config) *clientv3.Client {
+	r.t.Helper()
+	cli, err := cfg.NewEtcdClient(zap.NewNop())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.clients = append(r.clients, cli)
+	return cli
 }
 
 func newRunner(t testing.TB) *runner {
@@ -222,6 +243,10 @@ func (r *runner) run(name string, f func(context.Context) error) {
 func (r *runner) stop() {
 	r.cancel()
 	r.wg.Wait()
+	for _, c := range r.clients {
+		_ = c.Close()
+	}
+	r.clients = nil
 }
 
 // member is a Registrar (and optionally a Directory) in this process.
@@ -233,7 +258,7 @@ type member struct {
 
 func startMember(t testing.TB, r *runner, cfg Config, node Node, withDir bool) *member {
 	t.Helper()
-	cli := newClient(t, cfg)
+	cli := r.client(cfg)
 	lg := zap.NewNop()
 	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
 		lg = zaptest.NewLogger(tt, zaptest.Level(zap.InfoLevel)).Named(node.ID)

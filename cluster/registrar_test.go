@@ -19,7 +19,7 @@ func TestRegisteredNodeVisible(t *testing.T) {
 		ModelID: "stories260K", KVLayout: KVLayout{DType: "f16", BlockTokens: 16, Layers: 5, KVHeads: 4, HeadDim: 8},
 		TotalBlocks: 512, Host: "h1", Zone: "z1", RDMADevices: []string{"mlx5_0"}, Version: "test"}
 	m := startMember(t, r, cfg, node, false)
-	took := waitFor(t, time.Second, "new node routable", func() bool { return routable(router.dir, RoleDecode, "decode-0") })
+	took := waitFor(t, within(time.Second), "new node routable", func() bool { return routable(router.dir, RoleDecode, "decode-0") })
 	t.Logf("registered -> routable at the router: %v", took)
 
 	v, ok := router.dir.Get("decode-0")
@@ -58,7 +58,7 @@ func TestBothServesPrefillAndDecode(t *testing.T) {
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
 	startMember(t, r, cfg, Node{ID: "both-0", Role: RoleBoth}, false)
 	startMember(t, r, cfg, Node{ID: "prefill-0", Role: RolePrefill}, false)
-	waitFor(t, 2*time.Second, "both routable", func() bool {
+	waitFor(t, eventually, "both routable", func() bool {
 		return routable(router.dir, RolePrefill, "both-0") && routable(router.dir, RoleDecode, "both-0") &&
 			routable(router.dir, RolePrefill, "prefill-0")
 	})
@@ -76,10 +76,10 @@ func TestDraining(t *testing.T) {
 	r := newRunner(t)
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
 	// A second router with no gossip sees draining through etcd alone.
-	plain := NewDirectory(cfg, newClient(t, cfg), nil, nil)
+	plain := NewDirectory(cfg, r.client(cfg), nil, nil)
 	r.run("plain directory", plain.Run)
 	m := startMember(t, r, cfg, Node{ID: "prefill-0", Role: RolePrefill}, false)
-	waitFor(t, 2*time.Second, "routable", func() bool {
+	waitFor(t, eventually, "routable", func() bool {
 		return routable(router.dir, RolePrefill, "prefill-0") && routable(plain, RolePrefill, "prefill-0")
 	})
 
@@ -89,7 +89,7 @@ func TestDraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Drain returned: etcd has the flag, so every watcher is about to see it.
-	took := waitFor(t, time.Second, "draining seen", func() bool {
+	took := waitFor(t, eventually, "draining seen", func() bool {
 		v, _ := router.dir.Get("prefill-0")
 		pv, _ := plain.Get("prefill-0")
 		return v.Draining && pv.Draining && !routable(router.dir, RolePrefill, "prefill-0") && !routable(plain, RolePrefill, "prefill-0")
@@ -100,7 +100,7 @@ func TestDraining(t *testing.T) {
 	}
 
 	m.reg.SetDraining(false)
-	waitFor(t, 2*time.Second, "undrained", func() bool {
+	waitFor(t, eventually, "undrained", func() bool {
 		return routable(router.dir, RolePrefill, "prefill-0") && routable(plain, RolePrefill, "prefill-0")
 	})
 }
@@ -110,7 +110,7 @@ func TestLoadPropagates(t *testing.T) {
 	cfg := testConfig(t, srv.Endpoints())
 	r := newRunner(t)
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
-	plain := NewDirectory(cfg, newClient(t, cfg), nil, nil)
+	plain := NewDirectory(cfg, r.client(cfg), nil, nil)
 	r.run("plain directory", plain.Run)
 	m := startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode, TotalBlocks: 1000}, false)
 
@@ -120,8 +120,8 @@ func TestLoadPropagates(t *testing.T) {
 		v, _ := d.Get("decode-0")
 		return sameLoad(v.Load, want)
 	}
-	waitFor(t, 2*time.Second, "load seen by gossip+etcd directory", func() bool { return same(router.dir) })
-	waitFor(t, 2*time.Second, "load seen by etcd-only directory", func() bool { return same(plain) })
+	waitFor(t, eventually, "load seen by gossip+etcd directory", func() bool { return same(router.dir) })
+	waitFor(t, eventually, "load seen by etcd-only directory", func() bool { return same(plain) })
 
 	// Sequence numbers only grow, and a repeated load changes nothing.
 	v1, _ := plain.Get("decode-0")
@@ -138,14 +138,14 @@ func TestLoadByGossipAlone(t *testing.T) {
 	r := newRunner(t)
 	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
 	m := startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
-	waitFor(t, 2*time.Second, "gossip alive", func() bool {
+	waitFor(t, eventually, "gossip alive", func() bool {
 		v, _ := router.dir.Get("decode-0")
 		return v.Gossip == GossipAlive
 	})
 	for i := 1; i <= 20; i++ {
 		want := Load{FreeBlocks: i}
 		m.reg.UpdateLoad(want)
-		took := waitFor(t, 2*time.Second, "gossiped load", func() bool {
+		took := waitFor(t, within(time.Second), "gossiped load", func() bool {
 			v, _ := router.dir.Get("decode-0")
 			return v.Load.FreeBlocks == i
 		})
@@ -217,7 +217,7 @@ func TestRevokeOnStop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- reg.Run(ctx) }()
 	<-reg.Ready()
-	waitFor(t, 2*time.Second, "routable", func() bool { return routable(router.dir, RoleDecode, "decode-0") })
+	waitFor(t, eventually, "routable", func() bool { return routable(router.dir, RoleDecode, "decode-0") })
 	if err := reg.Run(ctx); err != ErrRunning {
 		t.Errorf("second Run: %v, want ErrRunning", err)
 	}
@@ -234,7 +234,7 @@ func TestRevokeOnStop(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("key still there after stop: %v %v", resp.Kvs, err)
 	}
-	waitFor(t, time.Second, "gone from the directory", func() bool {
+	waitFor(t, eventually, "gone from the directory", func() bool {
 		_, ok := router.dir.Get("decode-0")
 		return !ok
 	})
@@ -268,7 +268,7 @@ func TestBadValuesIgnored(t *testing.T) {
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Gossip.Enabled = false
 	r := newRunner(t)
-	cli := newClient(t, cfg)
+	cli := r.client(cfg)
 	p := NodesPrefix(cfg.ClusterName)
 	ctx := context.Background()
 	for k, v := range map[string]string{
@@ -288,7 +288,7 @@ func TestBadValuesIgnored(t *testing.T) {
 	dir := NewDirectory(cfg, cli, nil, nil)
 	r.run("directory", dir.Run)
 	startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
-	waitFor(t, 2*time.Second, "good node", func() bool { return routable(dir, RoleDecode, "decode-0") })
+	waitFor(t, eventually, "good node", func() bool { return routable(dir, RoleDecode, "decode-0") })
 	snap := dir.Snapshot()
 	if len(snap) != 2 {
 		t.Fatalf("snapshot %v: want decode-0 and the unleased one", snap)
@@ -303,7 +303,7 @@ func TestBadValuesIgnored(t *testing.T) {
 	if _, err := cli.Put(ctx, p+"prefill/canary", `{"schema":1,"id":"canary","role":"prefill"}`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "canary", func() bool { _, ok := dir.Get("canary"); return ok })
+	waitFor(t, eventually, "canary", func() bool { _, ok := dir.Get("canary"); return ok })
 	if !routable(dir, RoleDecode, "decode-0") {
 		t.Error("bad value replaced a good registration")
 	}

@@ -23,7 +23,7 @@ func TestEtcdAuth(t *testing.T) {
 	srv, _ := startEtcd(t)
 	cfg := testConfig(t, srv.Endpoints())
 	admin := newClient(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // bcrypt is slow under -race
 	defer cancel()
 	if _, err := admin.UserAdd(ctx, "root", "s3cret"); err != nil {
 		t.Fatal(err)
@@ -49,7 +49,8 @@ func TestEtcdAuth(t *testing.T) {
 	authed.Gossip.Enabled = false
 	r := newRunner(t)
 	m := startMember(t, r, authed, Node{ID: "decode-0", Role: RoleDecode}, true)
-	waitFor(t, 2*time.Second, "registered with auth", func() bool { return routable(m.dir, RoleDecode, "decode-0") })
+	took := waitFor(t, eventually, "registered with auth", func() bool { return routable(m.dir, RoleDecode, "decode-0") })
+	t.Log("took", took)
 }
 
 func TestEtcdTLS(t *testing.T) {
