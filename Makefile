@@ -15,8 +15,9 @@ MODEL     ?= $(firstword $(wildcard $(CURDIR)/../shared/models/stories260K.gguf)
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/duet-llm/duet/engine/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 15m
-# Debian packages the tests need, as command=package pairs.
-DEB_DEPS  :=
+# Debian packages the build and tests need, as command=package pairs.
+DEB_DEPS  := protoc=protobuf-compiler
+PROTOS    := $(shell find proto/duet -name '*.proto' | sort)
 
 .PHONY: help
 help: ## list the targets
@@ -63,13 +64,38 @@ bench-engine: ## engine decode/prefill throughput against memory-bandwidth and F
 lint: verify ## gofmt, go vet and staticcheck-free checks
 	$(GO) vet $(PKGS)
 
+.PHONY: proto
+proto: deps ## regenerate the gRPC/protobuf Go code from proto/duet/**/*.proto
+	@$(MAKE) proto-gen OUT=proto
+
+# proto-gen writes the generated code under $(OUT) with the pinned plugins
+# (go tool directives in proto/go.mod) and Debian's protoc.
+.PHONY: proto-gen
+proto-gen:
+	@mkdir -p $(BIN)/protoc-plugins
+	cd proto && $(GO) build -o $(BIN)/protoc-plugins/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	PATH="$(BIN)/protoc-plugins:$$PATH" protoc -I proto \
+	  --go_out=$(OUT) --go_opt=paths=source_relative \
+	  --go-grpc_out=$(OUT) --go-grpc_opt=paths=source_relative \
+	  $(patsubst proto/%,%,$(PROTOS))
+
 .PHONY: verify
-verify: verify-fmt verify-tidy ## fail on drift: formatting, go.mod tidiness
+verify: verify-fmt verify-tidy verify-proto ## fail on drift: formatting, go.mod tidiness, generated code
 
 .PHONY: verify-fmt
 verify-fmt:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' | grep -v '\.pb\.go$$') 2>&1); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify-proto
+verify-proto: deps ## regenerate the protobuf code into a temporary folder and diff it with the checked-in code
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(MAKE) proto-gen OUT=$$tmp >/dev/null; \
+	for f in $$(cd $$tmp && find . -name '*.go'); do \
+	  diff -u proto/$$f $$tmp/$$f || { echo "generated code is stale: run make proto"; exit 1; }; \
+	done; \
+	extra=$$(cd proto && find duet -name '*.pb.go' | while read f; do [ -f $$tmp/$$f ] || echo $$f; done); \
+	if [ -n "$$extra" ]; then echo "generated files without a .proto: $$extra"; exit 1; fi
 
 .PHONY: verify-tidy
 verify-tidy:
