@@ -22,6 +22,11 @@ func BenchmarkEncode(b *testing.B) {
 		{"spm-stories260K", func(tb testing.TB) *Tokenizer { return loadModel(tb, enginetest.Stories260K) }, text},
 		{"bpe-llama3", func(tb testing.TB) *Tokenizer { return trainedVocab("llama-bpe").build(tb) }, text},
 		{"bpe-qwen2", func(tb testing.TB) *Tokenizer { return trainedVocab("qwen2").build(tb) }, text},
+		{"bpe-qwen2-nocache", func(tb testing.TB) *Tokenizer {
+			tk := trainedVocab("qwen2").build(tb)
+			tk.cache = nil // every word merged: the cost of unseen text
+			return tk
+		}, text},
 		{"bpe-llama3-16KiB", func(tb testing.TB) *Tokenizer { return trainedVocab("llama-bpe").build(tb) }, long},
 	} {
 		b.Run(c.name, func(b *testing.B) {

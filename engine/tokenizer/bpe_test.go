@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -182,5 +183,34 @@ func TestBPETrainedVocab(t *testing.T) {
 	long := strings.Repeat(englishText, 8)
 	if tk.Decode(tk.Encode(long, false)) != long {
 		t.Error("long round trip failed")
+	}
+}
+
+// The word cache returns what merging returns, and stays bounded.
+func TestBPEWordCache(t *testing.T) {
+	tk := trainedVocab("qwen2").build(t)
+	ref := trainedVocab("qwen2").build(t)
+	ref.cache = nil
+	cold := tk.Encode(englishText, false)
+	hot := tk.Encode(englishText, false)
+	if want := ref.Encode(englishText, false); !slices.Equal(cold, want) || !slices.Equal(hot, want) {
+		t.Fatal("cached encoding differs")
+	}
+	hits := 0
+	for _, w := range strings.Fields(englishText) {
+		if _, ok := tk.cache.appendTo(" "+w, nil); ok {
+			hits++
+		}
+	}
+	if hits == 0 {
+		t.Error("nothing was cached")
+	}
+	for i := 0; i < 3*cacheShards*cacheShardWords; i++ {
+		tk.cache.put(fmt.Sprintf("word%d", i), []int32{1})
+	}
+	for i := range tk.cache.shards {
+		if n := len(tk.cache.shards[i].m); n > cacheShardWords {
+			t.Errorf("shard %d holds %d words", i, n)
+		}
 	}
 }

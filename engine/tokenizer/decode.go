@@ -113,7 +113,8 @@ type Decoder struct {
 	started bool
 	n       int     // bytes held back
 	pending [4]byte // an incomplete UTF-8 sequence (at most 3 bytes)
-	buf     []byte
+	buf     []byte  // scratch: held-back bytes and the new piece
+	out     []byte  // scratch: the text to return
 }
 
 // NewDecoder returns a streaming decoder equivalent to Decode.
@@ -137,9 +138,9 @@ func (d *Decoder) Push(id int32) string {
 		return p // whole characters, nothing held back: no copy
 	}
 	b := append(append(d.buf[:0], d.pending[:d.n]...), p...)
-	out, used := appendValidN(make([]byte, 0, len(b)+3), b, false)
+	out, used := appendValidN(d.out[:0], b, false)
 	d.n = copy(d.pending[:], b[used:])
-	d.buf = b[:0]
+	d.buf, d.out = b[:0], out[:0]
 	return string(out)
 }
 

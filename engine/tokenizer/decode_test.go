@@ -133,7 +133,12 @@ func bpeFuzzTokenizers(tb testing.TB) []*Tokenizer {
 
 func FuzzRoundTripBPE(f *testing.F) {
 	tks := bpeFuzzTokenizers(f)
+	uncached := trainedVocab("llama-bpe").build(f)
+	uncached.cache = nil
 	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := tks[0].Encode(s, false), uncached.Encode(s, false); !slices.Equal(got, want) {
+			t.Fatalf("Encode(%q) = %v with the word cache, %v without", s, got, want)
+		}
 		for _, tk := range tks {
 			ids := tk.Encode(s, false)
 			for _, id := range ids {

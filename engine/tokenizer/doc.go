@@ -54,7 +54,8 @@
 //     tokenizer.ggml.merges; the leftmost among equal ranks) merges until
 //     no ranked pair is left. Merges are looked up by the pair of token
 //     ids. For the Llama 3 and tekken families (ignore_merges) a word that
-//     is itself a token is taken whole.
+//     is itself a token is taken whole. A bounded, sharded cache keeps the
+//     ids of recent words, since text repeats its words.
 //
 // Decoding maps byte-level characters back to bytes. Nothing is added
 // before the text; llama.cpp's clean_up_tokenization_spaces (removing the

@@ -7,6 +7,9 @@ import (
 // spmSpace is U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's escaped space.
 const spmSpace = "\u2581"
 
+// maxPooledText is the longest input whose scratch goes back to the pool.
+const maxPooledText = 1 << 20
+
 // encodeState is the scratch one Encode call needs; it is pooled so that
 // steady-state encoding allocates only its result.
 type encodeState struct {
@@ -47,7 +50,11 @@ func (t *Tokenizer) EncodeSpecial(text string, addBOS bool) []int32 {
 
 func (t *Tokenizer) encode(text string, addBOS, special bool) []int32 {
 	st := t.scratch.Get().(*encodeState)
-	defer t.scratch.Put(st)
+	defer func() {
+		if len(text) <= maxPooledText { // do not keep a huge input's scratch alive
+			t.scratch.Put(st)
+		}
+	}()
 	out := make([]int32, 0, len(text)/2+4)
 	if addBOS && t.bos >= 0 {
 		out = append(out, t.bos)
@@ -268,8 +275,19 @@ func (t *Tokenizer) encodeBPE(text string, frags []frag, out []int32, st *encode
 		st.ends = ends
 		start := int32(0)
 		for _, e := range ends {
-			out = t.bpeWord(st, seg[start:e], out)
+			word := seg[start:e]
 			start = e
+			if t.cache == nil || len(word) < 3 || len(word) > cacheMaxWord {
+				out = t.bpeWord(st, word, out)
+				continue
+			}
+			var hit bool
+			if out, hit = t.cache.appendTo(word, out); hit {
+				continue
+			}
+			n := len(out)
+			out = t.bpeWord(st, word, out)
+			t.cache.put(word, out[n:])
 		}
 	}
 	return out

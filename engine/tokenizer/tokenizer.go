@@ -122,6 +122,7 @@ type Tokenizer struct {
 	preKnown     bool
 	ignoreMerges bool
 	merges       map[uint64]merge // (left id, right id) → rank and result
+	cache        *wordCache       // pre-token → ids
 	byteLevel    [256]int32       // id of the byte-level character of each byte (-1: none)
 
 	// special-token matching (see special.go)
@@ -450,6 +451,7 @@ func (t *Tokenizer) loadBPE(md *gguf.Metadata) error {
 	if len(lines) > math.MaxInt32 {
 		return fmt.Errorf("%w: %d merges", ErrBadMerges, len(lines))
 	}
+	t.cache = newWordCache()
 	t.merges = make(map[uint64]merge, len(lines))
 	var cat []byte
 	for rank, line := range lines {

@@ -3,9 +3,14 @@ package tokenizer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/duet-llm/duet/engine/enginetest"
 	"github.com/duet-llm/duet/engine/gguf"
 )
 
@@ -254,5 +259,38 @@ func trainedVocabKV() map[string]any {
 		"tokenizer.ggml.token_type":   v.types,
 		"tokenizer.ggml.merges":       v.merges,
 		"tokenizer.ggml.bos_token_id": uint32(v.bos),
+	}
+}
+
+// A Tokenizer is shared by every request of the router: concurrent
+// encodes (which share pooled scratch) must not disturb each other.
+func TestConcurrentEncode(t *testing.T) {
+	tks := []*Tokenizer{trainedVocab("llama-bpe").build(t), loadModel(t, enginetest.TinyRandomF16)}
+	inputs := []string{englishText, "日本語のテキスト 🦙", strings.Repeat("ab ", 300), "<|eot_id|>x<s>y"}
+	for _, tk := range tks {
+		want := make([][]int32, len(inputs))
+		for i, s := range inputs {
+			want[i] = tk.EncodeSpecial(s, true)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan string, 8)
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				for n := 0; n < 50; n++ {
+					i := (g + n) % len(inputs)
+					if got := tk.EncodeSpecial(inputs[i], true); !slices.Equal(got, want[i]) {
+						errs <- fmt.Sprintf("goroutine %d: input %d differs", g, i)
+						return
+					}
+				}
+			}(g)
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
 	}
 }
