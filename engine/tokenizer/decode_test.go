@@ -159,7 +159,7 @@ func FuzzRoundTripBPE(f *testing.F) {
 
 // FuzzDecoder checks that streaming equals decoding whole, for any ids.
 func FuzzDecoder(f *testing.F) {
-	tks := append([]*Tokenizer{loadModel(f, enginetest.Stories260K), loadModel(f, enginetest.TinyRandomF16)}, bpeFuzzTokenizers(f)[0])
+	tks := append(availableModels(f), bpeFuzzTokenizers(f)[0])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, tk := range tks {
 			ids := make([]int32, 0, len(data)/2)

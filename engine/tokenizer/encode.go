@@ -44,6 +44,11 @@ func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
 // EncodeSpecial tokenizes text in which the texts of control, user-defined
 // and unknown tokens ("<s>", "<|start_header_id|>") become those tokens:
 // for prompts rendered from a chat template, never for raw user content.
+// A rendered template often starts with BOS's text already; pass addBOS
+// false then, or the prompt starts with two BOS tokens.
+//
+// Encoding needs about 30 bytes of scratch per input byte: callers bound
+// the input (the router limits request bodies).
 func (t *Tokenizer) EncodeSpecial(text string, addBOS bool) []int32 {
 	return t.encode(text, addBOS, true)
 }

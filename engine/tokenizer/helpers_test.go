@@ -32,6 +32,17 @@ func loadModel(tb testing.TB, name string) *Tokenizer {
 	return tk
 }
 
+// availableModels returns the tokenizers of the shared model files when
+// the shared folder is there, and none (without skipping) when it is not,
+// so tests that also cover test-built vocabularies still run.
+func availableModels(tb testing.TB) []*Tokenizer {
+	tb.Helper()
+	if _, ok := enginetest.ModelsDir(); !ok {
+		return nil
+	}
+	return []*Tokenizer{loadModel(tb, enginetest.Stories260K), loadModel(tb, enginetest.TinyRandomF16)}
+}
+
 var (
 	modelMu sync.Mutex
 	models  = map[string]*Tokenizer{}

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/duet-llm/duet/engine/enginetest"
 	"github.com/duet-llm/duet/engine/gguf"
 )
 
@@ -265,7 +264,7 @@ func trainedVocabKV() map[string]any {
 // A Tokenizer is shared by every request of the router: concurrent
 // encodes (which share pooled scratch) must not disturb each other.
 func TestConcurrentEncode(t *testing.T) {
-	tks := []*Tokenizer{trainedVocab("llama-bpe").build(t), loadModel(t, enginetest.TinyRandomF16)}
+	tks := append(availableModels(t), trainedVocab("llama-bpe").build(t))
 	inputs := []string{englishText, "日本語のテキスト 🦙", strings.Repeat("ab ", 300), "<|eot_id|>x<s>y"}
 	for _, tk := range tks {
 		want := make([][]int32, len(inputs))
