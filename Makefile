@@ -11,7 +11,8 @@ BIN       := $(CURDIR)/bin
 # Every module listed in go.work; tests and vet run over all of them at once.
 MODULES   := $(shell $(GO) list -m -f '{{.Path}}' 2>/dev/null)
 PKGS      := $(addsuffix /...,$(MODULES))
-MODEL     ?= $(firstword $(wildcard $(CURDIR)/../shared/models/stories260K.gguf))
+MODELS_DIR ?= $(abspath $(CURDIR)/../shared/models)
+MODEL     ?= $(firstword $(wildcard $(MODELS_DIR)/stories260K.gguf))
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/duet-llm/duet/engine/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 15m
@@ -58,7 +59,7 @@ bench: bench-engine ## run every benchmark suite
 
 .PHONY: bench-engine
 bench-engine: ## engine decode/prefill throughput against memory-bandwidth and FMA limits
-	$(GO) run ./engine/cmd/duet-bench-engine
+	$(GO) run ./engine/cmd/duet-bench-engine --models-dir $(MODELS_DIR) --cache $(CURDIR)/.cache/models
 
 .PHONY: lint
 lint: verify ## gofmt, go vet and staticcheck-free checks
