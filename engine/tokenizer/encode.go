@@ -302,6 +302,9 @@ func (t *Tokenizer) encodeBPE(text string, frags []frag, out []int32, st *encode
 // then the adjacent pair of lowest merge rank (leftmost on ties) merges
 // until no ranked pair is left, as GPT-2's and llama.cpp's BPE do.
 func (t *Tokenizer) bpeWord(st *encodeState, word string, out []int32) []int32 {
+	if len(word) == 0 {
+		return out
+	}
 	if len(word) == 1 {
 		return t.bpeEmit(t.byteLevel[word[0]], out)
 	}
