@@ -112,13 +112,15 @@ type TextStream struct {
 	stop *sample.Stopper
 }
 
-// NewTextStream starts a text stream for one completion.
+// NewTextStream starts a text stream for a completion that continues its
+// prompt: the first token's leading space is kept ("Once upon a" + "▁time"
+// reads "Once upon a time").
 func (m *Model) NewTextStream(stops []string) (*TextStream, error) {
 	st, err := sample.NewStopper(stops)
 	if err != nil {
 		return nil, err
 	}
-	return &TextStream{dec: m.Tokenizer.NewDecoder(), stop: st}, nil
+	return &TextStream{dec: m.Tokenizer.NewContinuationDecoder(), stop: st}, nil
 }
 
 // Push adds a token and returns the text that may be shown now; stopped
