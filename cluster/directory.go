@@ -58,7 +58,9 @@ type Directory struct {
 	mu      sync.Mutex
 	entries map[string]*entry // by key
 
-	snap      atomic.Pointer[[]NodeView]
+	rebuildMu sync.Mutex // serializes rebuilds, so an older view never replaces a newer one
+
+	snap      atomic.Pointer[snapshot]
 	changed   *notifier
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -70,7 +72,8 @@ type Directory struct {
 
 // NewDirectory prepares a Directory; it does no I/O. With reg non-nil (a Registrar with gossip
 // on, in the same process) the Directory merges that member's gossip view; with nil it relies on
-// etcd alone. cli is shared, not owned.
+// etcd alone. A non-nil cli is shared, not owned; with cli nil, Run makes its own client from
+// cfg and closes it when done.
 func NewDirectory(cfg Config, cli *clientv3.Client, reg *Registrar, lg *zap.Logger) *Directory {
 	if lg == nil {
 		lg = zap.NewNop()
@@ -87,30 +90,30 @@ func NewDirectory(cfg Config, cli *clientv3.Client, reg *Registrar, lg *zap.Logg
 	if reg != nil {
 		d.gossip = reg.gossip
 	}
-	empty := []NodeView{}
-	d.snap.Store(&empty)
+	d.snap.Store(&snapshot{})
 	return d
+}
+
+// snapshot is one published state: every member sorted by id, and per role the routable ones
+// (computed once per change, since routers ask per request).
+type snapshot struct {
+	all      []NodeView
+	routable map[Role][]NodeView
 }
 
 // Snapshot returns every member, sorted by ID. The slice is the caller's; the RDMADevices
 // slices inside are shared and must not be modified.
-func (d *Directory) Snapshot() []NodeView { return slices.Clone(*d.snap.Load()) }
+func (d *Directory) Snapshot() []NodeView { return slices.Clone(d.snap.Load().all) }
 
 // Routable returns the members that may get new work of role: routable and serving role (a
 // "both" member serves prefill and decode).
 func (d *Directory) Routable(role Role) []NodeView {
-	var out []NodeView
-	for _, v := range *d.snap.Load() {
-		if v.Routable && v.Role.Serves(role) {
-			out = append(out, v)
-		}
-	}
-	return out
+	return slices.Clone(d.snap.Load().routable[role])
 }
 
 // Get returns the member with id.
 func (d *Directory) Get(id string) (NodeView, bool) {
-	s := *d.snap.Load()
+	s := d.snap.Load().all
 	i, ok := slices.BinarySearchFunc(s, id, func(v NodeView, id string) int { return cmp.Compare(v.ID, id) })
 	if !ok {
 		return NodeView{}, false
@@ -138,7 +141,15 @@ func (d *Directory) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	if d.cli == nil {
-		return fmt.Errorf("%w: no etcd client", ErrBadConfig)
+		if err := d.cfg.Validate(); err != nil {
+			return err
+		}
+		cli, err := d.cfg.NewEtcdClient(d.lg)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		d.cli = cli
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.syncEtcd(gctx) })
@@ -148,13 +159,22 @@ func (d *Directory) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// gossipRebuildInterval is the least time between two rebuilds caused by gossip: with a few
+// hundred members each sending several load updates a second, rebuilding on every one would
+// cost a core; coalescing them costs at most this much latency.
+const gossipRebuildInterval = 20 * time.Millisecond
+
 func (d *Directory) followGossip(ctx context.Context) error {
 	for {
 		ch := d.gossip.changed.wait()
+		last := time.Now()
 		d.rebuild()
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			return nil
+		}
+		if wait := gossipRebuildInterval - time.Since(last); wait > 0 && !sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -248,7 +268,6 @@ func (d *Directory) watch(ctx context.Context, rev int64) error {
 				}
 				d.entries[key] = e
 			}
-			rev = ev.Kv.ModRevision + 1
 		}
 		d.mu.Unlock()
 		d.rebuild()
@@ -276,6 +295,8 @@ func (d *Directory) decode(kv *mvccpb.KeyValue) *entry {
 
 // rebuild recomputes the published snapshot from the etcd entries and the gossip table.
 func (d *Directory) rebuild() {
+	d.rebuildMu.Lock()
+	defer d.rebuildMu.Unlock()
 	var peers map[string]peerRecord
 	if d.gossip != nil {
 		peers = d.gossip.peerSnapshot()
@@ -295,7 +316,17 @@ func (d *Directory) rebuild() {
 	}
 	d.mu.Unlock()
 	slices.SortFunc(views, func(a, b NodeView) int { return cmp.Compare(a.ID, b.ID) })
-	d.snap.Store(&views)
+	snap := &snapshot{all: views, routable: make(map[Role][]NodeView, len(Roles))}
+	for _, role := range Roles {
+		var r []NodeView
+		for _, v := range views {
+			if v.Routable && v.Role.Serves(role) {
+				r = append(r, v)
+			}
+		}
+		snap.routable[role] = r
+	}
+	d.snap.Store(snap)
 	d.changed.notify()
 }
 

@@ -97,7 +97,7 @@ type child struct {
 	addr  string
 }
 
-func startChild(t *testing.T, s childSpec) *child {
+func startChild(t testing.TB, s childSpec) *child {
 	t.Helper()
 	b, _ := json.Marshal(s)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -145,7 +145,7 @@ func (c *child) kill() {
 }
 
 // stop asks the child to stop cleanly (revoke, leave) and waits for it.
-func (c *child) stop(t *testing.T) {
+func (c *child) stop(t testing.TB) {
 	_ = c.stdin.Close()
 	if err := c.cmd.Wait(); err != nil {
 		t.Errorf("child exit: %v", err)

@@ -48,7 +48,8 @@ type Registrar struct {
 }
 
 // NewRegistrar prepares a Registrar for node; it does no I/O. node.StartedAt defaults to now.
-// The configuration and node are checked by Run. cli is shared, not owned: Run does not close it.
+// The configuration and node are checked by Run. A non-nil cli is shared, not owned: Run does
+// not close it; with cli nil, Run makes its own client from cfg and closes it when done.
 func NewRegistrar(cfg Config, cli *clientv3.Client, node Node, lg *zap.Logger) *Registrar {
 	if lg == nil {
 		lg = zap.NewNop()
@@ -153,11 +154,16 @@ func (r *Registrar) Run(ctx context.Context) error {
 	if err := r.cfg.Validate(); err != nil {
 		return err
 	}
-	if r.cli == nil {
-		return fmt.Errorf("%w: no etcd client", ErrBadConfig)
-	}
 	if err := r.node.Validate(); err != nil {
 		return err
+	}
+	if r.cli == nil {
+		cli, err := r.cfg.NewEtcdClient(r.lg)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		r.cli = cli
 	}
 	if r.gossip != nil {
 		addr, err := r.gossip.start()

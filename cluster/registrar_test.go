@@ -308,3 +308,23 @@ func TestBadValuesIgnored(t *testing.T) {
 		t.Error("bad value replaced a good registration")
 	}
 }
+
+func TestReRegisterAfterLeaseRevoked(t *testing.T) {
+	srv, _ := startEtcd(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.Gossip.Enabled = false
+	r := newRunner(t)
+	dir := NewDirectory(cfg, r.client(cfg), nil, nil)
+	r.run("directory", dir.Run)
+	m := startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
+	old := m.reg.LeaseID()
+	// An operator (or an etcd bug) revokes the lease: the key goes, and the registrar must
+	// notice through its keepalive and register again.
+	if _, err := m.cli.Revoke(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, eventually, "registered again under a new lease", func() bool {
+		v, ok := dir.Get("decode-0")
+		return ok && v.Routable && v.Lease != old && v.Lease == m.reg.LeaseID()
+	})
+}
