@@ -380,6 +380,80 @@ func (x *Token) GetFinishReason() string {
 	return ""
 }
 
+// KVCommit is the payload of a KV transfer's commit: what the decode node
+// needs to continue the sequence the prefill node started.
+type KVCommit struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	FirstToken   int32                  `protobuf:"varint,1,opt,name=first_token,json=firstToken,proto3" json:"first_token,omitempty"`
+	PromptTokens int32                  `protobuf:"varint,2,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	// PromptHash of the prefilled tokens; the decode node checks it against
+	// the hash it was given at Reserve, so KV never lands on the wrong request.
+	PromptHash uint64 `protobuf:"fixed64,3,opt,name=prompt_hash,json=promptHash,proto3" json:"prompt_hash,omitempty"`
+	// Set when the first token already ends the completion ("stop" or
+	// "length"): the decode node then only reports and releases.
+	FinishReason  string `protobuf:"bytes,4,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVCommit) Reset() {
+	*x = KVCommit{}
+	mi := &file_duet_common_v1_common_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVCommit) ProtoMessage() {}
+
+func (x *KVCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_duet_common_v1_common_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVCommit.ProtoReflect.Descriptor instead.
+func (*KVCommit) Descriptor() ([]byte, []int) {
+	return file_duet_common_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *KVCommit) GetFirstToken() int32 {
+	if x != nil {
+		return x.FirstToken
+	}
+	return 0
+}
+
+func (x *KVCommit) GetPromptTokens() int32 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *KVCommit) GetPromptHash() uint64 {
+	if x != nil {
+		return x.PromptHash
+	}
+	return 0
+}
+
+func (x *KVCommit) GetFinishReason() string {
+	if x != nil {
+		return x.FinishReason
+	}
+	return ""
+}
+
 var File_duet_common_v1_common_proto protoreflect.FileDescriptor
 
 const file_duet_common_v1_common_proto_rawDesc = "" +
@@ -415,7 +489,14 @@ const file_duet_common_v1_common_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x18\n" +
 	"\alogprob\x18\x03 \x01(\x02R\alogprob\x12?\n" +
 	"\ftop_logprobs\x18\x04 \x03(\v2\x1c.duet.common.v1.TokenLogprobR\vtopLogprobs\x12#\n" +
-	"\rfinish_reason\x18\x05 \x01(\tR\ffinishReasonB8Z6github.com/duet-llm/duet/proto/duet/common/v1;commonv1b\x06proto3"
+	"\rfinish_reason\x18\x05 \x01(\tR\ffinishReason\"\x96\x01\n" +
+	"\bKVCommit\x12\x1f\n" +
+	"\vfirst_token\x18\x01 \x01(\x05R\n" +
+	"firstToken\x12#\n" +
+	"\rprompt_tokens\x18\x02 \x01(\x05R\fpromptTokens\x12\x1f\n" +
+	"\vprompt_hash\x18\x03 \x01(\x06R\n" +
+	"promptHash\x12#\n" +
+	"\rfinish_reason\x18\x04 \x01(\tR\ffinishReasonB8Z6github.com/duet-llm/duet/proto/duet/common/v1;commonv1b\x06proto3"
 
 var (
 	file_duet_common_v1_common_proto_rawDescOnce sync.Once
@@ -429,12 +510,13 @@ func file_duet_common_v1_common_proto_rawDescGZIP() []byte {
 	return file_duet_common_v1_common_proto_rawDescData
 }
 
-var file_duet_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_duet_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_duet_common_v1_common_proto_goTypes = []any{
 	(*SamplingParams)(nil), // 0: duet.common.v1.SamplingParams
 	(*KVLayout)(nil),       // 1: duet.common.v1.KVLayout
 	(*TokenLogprob)(nil),   // 2: duet.common.v1.TokenLogprob
 	(*Token)(nil),          // 3: duet.common.v1.Token
+	(*KVCommit)(nil),       // 4: duet.common.v1.KVCommit
 }
 var file_duet_common_v1_common_proto_depIdxs = []int32{
 	2, // 0: duet.common.v1.Token.top_logprobs:type_name -> duet.common.v1.TokenLogprob
@@ -456,7 +538,7 @@ func file_duet_common_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_duet_common_v1_common_proto_rawDesc), len(file_duet_common_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

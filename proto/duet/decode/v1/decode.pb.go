@@ -32,7 +32,12 @@ type ReserveRequest struct {
 	Sampling     *v1.SamplingParams     `protobuf:"bytes,4,opt,name=sampling,proto3" json:"sampling,omitempty"`
 	TtlMs        int64                  `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	// The prompt, sent only when a repetition penalty needs it.
-	Prompt        []int32 `protobuf:"varint,6,rep,packed,name=prompt,proto3" json:"prompt,omitempty"`
+	Prompt []int32 `protobuf:"varint,6,rep,packed,name=prompt,proto3" json:"prompt,omitempty"`
+	// PromptHash of the prompt (see duet.common.v1.KVCommit).
+	PromptHash uint64 `protobuf:"fixed64,7,opt,name=prompt_hash,json=promptHash,proto3" json:"prompt_hash,omitempty"`
+	// Local: the prefill runs in this same process (a "both" node), so the
+	// KV needs no transfer and no descriptor is issued.
+	Local         bool `protobuf:"varint,8,opt,name=local,proto3" json:"local,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -107,6 +112,20 @@ func (x *ReserveRequest) GetPrompt() []int32 {
 		return x.Prompt
 	}
 	return nil
+}
+
+func (x *ReserveRequest) GetPromptHash() uint64 {
+	if x != nil {
+		return x.PromptHash
+	}
+	return 0
+}
+
+func (x *ReserveRequest) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
 }
 
 type ReserveResponse struct {
@@ -554,7 +573,7 @@ var File_duet_decode_v1_decode_proto protoreflect.FileDescriptor
 
 const file_duet_decode_v1_decode_proto_rawDesc = "" +
 	"\n" +
-	"\x1bduet/decode/v1/decode.proto\x12\x0eduet.decode.v1\x1a\x1bduet/common/v1/common.proto\"\xd5\x01\n" +
+	"\x1bduet/decode/v1/decode.proto\x12\x0eduet.decode.v1\x1a\x1bduet/common/v1/common.proto\"\x8c\x02\n" +
 	"\x0eReserveRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
@@ -562,7 +581,10 @@ const file_duet_decode_v1_decode_proto_rawDesc = "" +
 	"\rprompt_tokens\x18\x03 \x01(\x05R\fpromptTokens\x12:\n" +
 	"\bsampling\x18\x04 \x01(\v2\x1e.duet.common.v1.SamplingParamsR\bsampling\x12\x15\n" +
 	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12\x16\n" +
-	"\x06prompt\x18\x06 \x03(\x05R\x06prompt\"\xbb\x01\n" +
+	"\x06prompt\x18\x06 \x03(\x05R\x06prompt\x12\x1f\n" +
+	"\vprompt_hash\x18\a \x01(\x06R\n" +
+	"promptHash\x12\x14\n" +
+	"\x05local\x18\b \x01(\bR\x05local\"\xbb\x01\n" +
 	"\x0fReserveResponse\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\x04R\rreservationId\x12\x1e\n" +
 	"\n" +
