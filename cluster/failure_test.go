@@ -199,3 +199,65 @@ func TestWatchCompaction(t *testing.T) {
 	startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
 	waitFor(t, eventually, "watch works after re-list", func() bool { return routable(dir, RoleDecode, "decode-0") })
 }
+
+// TestGossipWithEtcdDown: with etcd gone, the router keeps its snapshot, and gossip alone still
+// takes a killed member out of routing and carries the live ones' load.
+func TestGossipWithEtcdDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes; skipped in -short")
+	}
+	srv, _ := startEtcd(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.LeaseTTL = 2 * time.Second
+	r := newRunner(t)
+	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
+	live := startMember(t, r, cfg, Node{ID: "decode-1", Role: RoleDecode}, false)
+	c := startChild(t, childSpec{Endpoints: srv.Endpoints(), Cluster: cfg.ClusterName, ID: "decode-0", Role: RoleDecode, LeaseTTL: "2s"})
+	waitFor(t, eventually, "both alive", func() bool {
+		a, _ := router.dir.Get("decode-0")
+		b, _ := router.dir.Get("decode-1")
+		return a.Routable && a.Gossip == GossipAlive && b.Routable && b.Gossip == GossipAlive
+	})
+
+	_ = srv.Close()
+	c.kill()
+	took := waitFor(t, within(3*time.Second), "killed node unroutable with etcd down", func() bool {
+		return !routable(router.dir, RoleDecode, "decode-0")
+	})
+	t.Logf("etcd down, SIGKILL -> unroutable: %v", took)
+	live.reg.UpdateLoad(Load{FreeBlocks: 31})
+	waitFor(t, within(time.Second), "load by gossip with etcd down", func() bool {
+		v, _ := router.dir.Get("decode-1")
+		return v.Load.FreeBlocks == 31
+	})
+	// Well past every lease TTL: the snapshot still lists both, the dead one unroutable.
+	time.Sleep(cfg.LeaseTTL + time.Second)
+	if _, ok := router.dir.Get("decode-0"); !ok {
+		t.Error("dead node left the snapshot although etcd never said so")
+	}
+	if !routable(router.dir, RoleDecode, "decode-1") {
+		t.Error("live node unroutable while etcd is down")
+	}
+}
+
+// TestGossipKey: members with the same key gossip; one with another key cannot join them.
+func TestGossipKey(t *testing.T) {
+	srv, _ := startEtcd(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.Gossip.Key = []byte("0123456789abcdef")
+	r := newRunner(t)
+	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
+	startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
+	other := cfg
+	other.Gossip.Key = []byte("fedcba9876543210")
+	startMember(t, r, other, Node{ID: "decode-1", Role: RoleDecode}, false)
+	waitFor(t, eventually, "same key: alive by gossip", func() bool {
+		v, _ := router.dir.Get("decode-0")
+		return v.Gossip == GossipAlive
+	})
+	// Give the other key several rejoin rounds.
+	time.Sleep(3 * cfg.Gossip.RejoinInterval)
+	if v, ok := router.dir.Get("decode-1"); !ok || v.Gossip != GossipUnknown || !v.Routable {
+		t.Errorf("other key: %+v (want listed by etcd, unknown to gossip, routable by lease)", v)
+	}
+}
