@@ -36,10 +36,13 @@ const maxC = 6
 
 // tileSet is one element type's micro-kernels on one ISA: full[c] is the
 // id (for callMM) of the kernel for r weight rows by c activation rows,
-// one[c] for a single weight row.
+// one[c] for a single weight row, and wide the kernel for wr weight rows
+// by one activation row (matrix-vector products).
 type tileSet struct {
 	r, c, block int
 	full, one   [maxC + 1]uint16
+	wr          int
+	wide        uint16
 }
 
 // vecImpl is an assembly implementation: AVX-512 or AVX2.
@@ -187,8 +190,10 @@ func dotTiles(tiles *[numTypes]tileSet, t DType, w []byte, x []float32) float32 
 // over it.
 const (
 	batchBlock    = 64
-	rowBlock      = 64
+	rowBlock      = 96
 	rowBlockBytes = 192 << 10
+	// smallBatchBytes is the most activation bytes taken as a small batch.
+	smallBatchBytes = 64 << 10
 )
 
 func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n, r0, r1 int) {
@@ -204,8 +209,8 @@ func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n,
 	nb := k / tl.block
 	from := nb * tl.block
 	tail := from < k
-	rowsPer := min(rowBlock, max(1, rowBlockBytes/rb)) / tl.r * tl.r
-	rowsPer = max(rowsPer, tl.r)
+	rowsPer := min(rowBlock, max(1, rowBlockBytes/rb))
+	rowsPer = max(rowsPer/(tl.r*tl.wr)*(tl.r*tl.wr), tl.r*tl.wr)
 	var wt [rowBlock][16]float32
 	var xt [batchBlock][16]float32
 	var wtp, xtp *float32
@@ -224,25 +229,53 @@ func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n,
 					wTail(w.Type, &wt[r-q0], w.Data[r*rb:(r+1)*rb], from, k)
 				}
 			}
+			// tile runs weight rows [r, r+nr) against activation rows
+			// [c0, c0+cc); nr is wr (cc 1 only), r or 1.
+			tile := func(r, nr, c0, cc int) {
+				id := tl.one[cc]
+				switch nr {
+				case tl.wr:
+					id = tl.wide
+				case tl.r:
+					id = tl.full[cc]
+				}
+				if tail {
+					wtp, xtp = &wt[r-q0][0], &xt[c0-b0][0]
+				}
+				callMM(id, &w.Data[r*rb], ws, &x[c0*k], xs, nb, wtp, xtp, &dst[c0*w.Rows+r], ds)
+			}
+			if (b1-b0)*k*4 <= smallBatchBytes {
+				// Few activations (decode): they stay in L1, so take each
+				// weight tile once, against every group of them, and go
+				// on streaming the weights.
+				for r := q0; r < q1; {
+					nr := tl.r
+					switch {
+					case b1-b0 == 1 && r+tl.wr <= q1:
+						nr = tl.wr
+					case r+tl.r > q1:
+						nr = 1
+					}
+					for c0 := b0; c0 < b1; c0 += tl.c {
+						tile(r, nr, c0, min(tl.c, b1-c0))
+					}
+					r += nr
+				}
+				continue
+			}
+			// Many activations (prefill): a group of them stays in L1
+			// while it passes over the weight block, which stays in L2.
 			for c0 := b0; c0 < b1; c0 += tl.c {
 				cc := min(tl.c, b1-c0)
-				xp := &x[c0*k]
-				if tail {
-					xtp = &xt[c0-b0][0]
-				}
-				full, one := tl.full[cc], tl.one[cc]
 				r := q0
+				for ; cc == 1 && r+tl.wr <= q1; r += tl.wr {
+					tile(r, tl.wr, c0, cc)
+				}
 				for ; r+tl.r <= q1; r += tl.r {
-					if tail {
-						wtp = &wt[r-q0][0]
-					}
-					callMM(full, &w.Data[r*rb], ws, xp, xs, nb, wtp, xtp, &dst[c0*w.Rows+r], ds)
+					tile(r, tl.r, c0, cc)
 				}
 				for ; r < q1; r++ {
-					if tail {
-						wtp = &wt[r-q0][0]
-					}
-					callMM(one, &w.Data[r*rb], ws, xp, xs, nb, wtp, xtp, &dst[c0*w.Rows+r], ds)
+					tile(r, 1, c0, cc)
 				}
 			}
 		}

@@ -41,6 +41,9 @@ func mmAVX512F32R1C5(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt
 func mmAVX512F32R1C6(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
+func mmAVX512F32R8C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
 func mmAVX512F16R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
@@ -75,6 +78,9 @@ func mmAVX512F16R1C5(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt
 
 //go:noescape
 func mmAVX512F16R1C6(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
+func mmAVX512F16R8C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
 func mmAVX512BF16R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
@@ -113,6 +119,9 @@ func mmAVX512BF16R1C5(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, x
 func mmAVX512BF16R1C6(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
+func mmAVX512BF16R8C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
 func mmAVX512I8R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
@@ -149,6 +158,9 @@ func mmAVX512I8R1C5(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt 
 func mmAVX512I8R1C6(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
+func mmAVX512I8R8C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
 func mmAVX512Q80R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
@@ -173,6 +185,9 @@ func mmAVX512Q80R1C3(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt
 func mmAVX512Q80R1C4(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
+func mmAVX512Q80R6C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
 func mmAVX2F32R2C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
@@ -189,6 +204,9 @@ func mmAVX2F32R1C2(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *
 
 //go:noescape
 func mmAVX2F32R1C3(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
+func mmAVX2F32R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
 func mmAVX2F16R2C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
@@ -209,6 +227,9 @@ func mmAVX2F16R1C2(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *
 func mmAVX2F16R1C3(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
+func mmAVX2F16R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
 func mmAVX2BF16R2C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
@@ -225,6 +246,9 @@ func mmAVX2BF16R1C2(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt 
 
 //go:noescape
 func mmAVX2BF16R1C3(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
+func mmAVX2BF16R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
 func mmAVX2I8R2C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
@@ -245,6 +269,9 @@ func mmAVX2I8R1C2(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *f
 func mmAVX2I8R1C3(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
+func mmAVX2I8R4C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
 func mmAVX2Q80R2C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
@@ -255,6 +282,9 @@ func mmAVX2Q80R1C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *
 
 //go:noescape
 func mmAVX2Q80R1C2(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
+
+//go:noescape
+func mmAVX2Q80R3C1(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)
 
 //go:noescape
 func axpyAVX512F32(dst *float32, a float32, x *byte, nb int)
@@ -303,48 +333,48 @@ func fmaLoopAVX2(iters int)
 func sumBytesAVX2(p *byte, n int) uint64
 
 var tilesAVX512 = [numTypes]tileSet{
-	F32: {r: 4, c: 6, block: 16,
-		full: [maxC + 1]uint16{0, 1, 2, 3, 4, 5, 6},
-		one:  [maxC + 1]uint16{0, 7, 8, 9, 10, 11, 12},
+	F32: {r: 4, c: 6, block: 16, wr: 8, wide: 1,
+		full: [maxC + 1]uint16{0, 2, 3, 4, 5, 6, 7},
+		one:  [maxC + 1]uint16{0, 8, 9, 10, 11, 12, 13},
 	},
-	F16: {r: 4, c: 6, block: 16,
-		full: [maxC + 1]uint16{0, 13, 14, 15, 16, 17, 18},
-		one:  [maxC + 1]uint16{0, 19, 20, 21, 22, 23, 24},
+	F16: {r: 4, c: 6, block: 16, wr: 8, wide: 14,
+		full: [maxC + 1]uint16{0, 15, 16, 17, 18, 19, 20},
+		one:  [maxC + 1]uint16{0, 21, 22, 23, 24, 25, 26},
 	},
-	BF16: {r: 4, c: 6, block: 16,
-		full: [maxC + 1]uint16{0, 25, 26, 27, 28, 29, 30},
-		one:  [maxC + 1]uint16{0, 31, 32, 33, 34, 35, 36},
+	BF16: {r: 4, c: 6, block: 16, wr: 8, wide: 27,
+		full: [maxC + 1]uint16{0, 28, 29, 30, 31, 32, 33},
+		one:  [maxC + 1]uint16{0, 34, 35, 36, 37, 38, 39},
 	},
-	I8: {r: 4, c: 6, block: 16,
-		full: [maxC + 1]uint16{0, 37, 38, 39, 40, 41, 42},
-		one:  [maxC + 1]uint16{0, 43, 44, 45, 46, 47, 48},
+	I8: {r: 4, c: 6, block: 16, wr: 8, wide: 40,
+		full: [maxC + 1]uint16{0, 41, 42, 43, 44, 45, 46},
+		one:  [maxC + 1]uint16{0, 47, 48, 49, 50, 51, 52},
 	},
-	Q8_0: {r: 4, c: 4, block: 32,
-		full: [maxC + 1]uint16{0, 49, 50, 51, 52},
-		one:  [maxC + 1]uint16{0, 53, 54, 55, 56},
+	Q8_0: {r: 4, c: 4, block: 32, wr: 6, wide: 53,
+		full: [maxC + 1]uint16{0, 54, 55, 56, 57},
+		one:  [maxC + 1]uint16{0, 58, 59, 60, 61},
 	},
 }
 
 var tilesAVX2 = [numTypes]tileSet{
-	F32: {r: 2, c: 3, block: 16,
-		full: [maxC + 1]uint16{0, 57, 58, 59},
-		one:  [maxC + 1]uint16{0, 60, 61, 62},
-	},
-	F16: {r: 2, c: 3, block: 16,
+	F32: {r: 2, c: 3, block: 16, wr: 4, wide: 62,
 		full: [maxC + 1]uint16{0, 63, 64, 65},
 		one:  [maxC + 1]uint16{0, 66, 67, 68},
 	},
-	BF16: {r: 2, c: 3, block: 16,
-		full: [maxC + 1]uint16{0, 69, 70, 71},
-		one:  [maxC + 1]uint16{0, 72, 73, 74},
+	F16: {r: 2, c: 3, block: 16, wr: 4, wide: 69,
+		full: [maxC + 1]uint16{0, 70, 71, 72},
+		one:  [maxC + 1]uint16{0, 73, 74, 75},
 	},
-	I8: {r: 2, c: 3, block: 16,
-		full: [maxC + 1]uint16{0, 75, 76, 77},
-		one:  [maxC + 1]uint16{0, 78, 79, 80},
+	BF16: {r: 2, c: 3, block: 16, wr: 4, wide: 76,
+		full: [maxC + 1]uint16{0, 77, 78, 79},
+		one:  [maxC + 1]uint16{0, 80, 81, 82},
 	},
-	Q8_0: {r: 2, c: 2, block: 32,
-		full: [maxC + 1]uint16{0, 81, 82},
-		one:  [maxC + 1]uint16{0, 83, 84},
+	I8: {r: 2, c: 3, block: 16, wr: 4, wide: 83,
+		full: [maxC + 1]uint16{0, 84, 85, 86},
+		one:  [maxC + 1]uint16{0, 87, 88, 89},
+	},
+	Q8_0: {r: 2, c: 2, block: 32, wr: 3, wide: 90,
+		full: [maxC + 1]uint16{0, 91, 92},
+		one:  [maxC + 1]uint16{0, 93, 94},
 	},
 }
 
@@ -352,172 +382,192 @@ var tilesAVX2 = [numTypes]tileSet{
 func callMM(id uint16, w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr) {
 	switch id {
 	case 1:
-		mmAVX512F32R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R8C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 2:
-		mmAVX512F32R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 3:
-		mmAVX512F32R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 4:
-		mmAVX512F32R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 5:
-		mmAVX512F32R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 6:
-		mmAVX512F32R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 7:
-		mmAVX512F32R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 8:
-		mmAVX512F32R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 9:
-		mmAVX512F32R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 10:
-		mmAVX512F32R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 11:
-		mmAVX512F32R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 12:
-		mmAVX512F32R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 13:
-		mmAVX512F16R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F32R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 14:
-		mmAVX512F16R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R8C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 15:
-		mmAVX512F16R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 16:
-		mmAVX512F16R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 17:
-		mmAVX512F16R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 18:
-		mmAVX512F16R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 19:
-		mmAVX512F16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 20:
-		mmAVX512F16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 21:
-		mmAVX512F16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 22:
-		mmAVX512F16R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 23:
-		mmAVX512F16R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 24:
-		mmAVX512F16R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 25:
-		mmAVX512BF16R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 26:
-		mmAVX512BF16R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512F16R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 27:
-		mmAVX512BF16R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R8C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 28:
-		mmAVX512BF16R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 29:
-		mmAVX512BF16R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 30:
-		mmAVX512BF16R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 31:
-		mmAVX512BF16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 32:
-		mmAVX512BF16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 33:
-		mmAVX512BF16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 34:
-		mmAVX512BF16R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 35:
-		mmAVX512BF16R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 36:
-		mmAVX512BF16R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 37:
-		mmAVX512I8R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 38:
-		mmAVX512I8R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 39:
-		mmAVX512I8R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512BF16R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 40:
-		mmAVX512I8R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R8C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 41:
-		mmAVX512I8R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 42:
-		mmAVX512I8R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 43:
-		mmAVX512I8R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 44:
-		mmAVX512I8R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 45:
-		mmAVX512I8R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R4C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 46:
-		mmAVX512I8R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R4C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 47:
-		mmAVX512I8R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 48:
-		mmAVX512I8R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 49:
-		mmAVX512Q80R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 50:
-		mmAVX512Q80R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 51:
-		mmAVX512Q80R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R1C5(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 52:
-		mmAVX512Q80R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512I8R1C6(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 53:
-		mmAVX512Q80R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R6C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 54:
-		mmAVX512Q80R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 55:
-		mmAVX512Q80R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R4C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 56:
-		mmAVX512Q80R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R4C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 57:
-		mmAVX2F32R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R4C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 58:
-		mmAVX2F32R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 59:
-		mmAVX2F32R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 60:
-		mmAVX2F32R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 61:
-		mmAVX2F32R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX512Q80R1C4(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 62:
-		mmAVX2F32R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 63:
-		mmAVX2F16R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 64:
-		mmAVX2F16R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 65:
-		mmAVX2F16R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 66:
-		mmAVX2F16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 67:
-		mmAVX2F16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 68:
-		mmAVX2F16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F32R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 69:
-		mmAVX2BF16R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 70:
-		mmAVX2BF16R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 71:
-		mmAVX2BF16R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 72:
-		mmAVX2BF16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 73:
-		mmAVX2BF16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 74:
-		mmAVX2BF16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 75:
-		mmAVX2I8R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2F16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 76:
-		mmAVX2I8R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 77:
-		mmAVX2I8R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 78:
-		mmAVX2I8R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 79:
-		mmAVX2I8R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 80:
-		mmAVX2I8R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 81:
-		mmAVX2Q80R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 82:
-		mmAVX2Q80R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2BF16R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 83:
-		mmAVX2Q80R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+		mmAVX2I8R4C1(w, ws, x, xs, nb, wt, xt, dst, ds)
 	case 84:
+		mmAVX2I8R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 85:
+		mmAVX2I8R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 86:
+		mmAVX2I8R2C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 87:
+		mmAVX2I8R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 88:
+		mmAVX2I8R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 89:
+		mmAVX2I8R1C3(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 90:
+		mmAVX2Q80R3C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 91:
+		mmAVX2Q80R2C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 92:
+		mmAVX2Q80R2C2(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 93:
+		mmAVX2Q80R1C1(w, ws, x, xs, nb, wt, xt, dst, ds)
+	case 94:
 		mmAVX2Q80R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	default:
 		panic("kernel: no micro-kernel")

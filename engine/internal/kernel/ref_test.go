@@ -433,7 +433,8 @@ func TestUse(t *testing.T) {
 }
 
 // TestMatMulRowsBlocking covers the cache blocking: more rows than a row
-// block, more activation rows than a batch block, and a tail.
+// block, more activation rows than a batch block (so both the large- and
+// the small-batch loop orders run), and a tail.
 func TestMatMulRowsBlocking(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large shapes")
@@ -444,11 +445,11 @@ func TestMatMulRowsBlocking(t *testing.T) {
 		}
 		r := rand.New(rand.NewPCG(13, 14))
 		for _, dt := range allTypes {
-			k := 172
+			k := 772
 			if dt == Q8_0 {
-				k = 192
+				k = 800
 			}
-			const rows, n = 150, 70
+			const rows, n = 110, 70
 			w := randMat(r, dt, rows, k)
 			x := randVec(r, n*k)
 			dst := make([]float32, n*rows)

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/duet-llm/duet/engine/internal/kernel"
 )
@@ -55,10 +56,37 @@ func (p *Pool) startWorkers() {
 
 func (p *Pool) worker() {
 	defer p.done.Done()
-	for range p.wake {
+	for p.await() {
 		p.run()
 		p.call.Done()
 	}
+}
+
+// spinFor is how long an idle worker polls for the next call before it
+// parks. Decode issues its calls back to back, and waking a parked
+// goroutine costs microseconds, a few percent of a small product.
+const spinFor = 50 * time.Microsecond
+
+// await waits for a wake token, polling for up to spinFor and then
+// parked on the channel. It reports false once the pool is closed.
+func (p *Pool) await() bool {
+	var start time.Time
+	for i := 1; ; i++ {
+		select {
+		case _, ok := <-p.wake:
+			return ok
+		default:
+		}
+		if i%64 == 0 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > spinFor {
+				break
+			}
+		}
+	}
+	_, ok := <-p.wake
+	return ok
 }
 
 // run claims chunks of the current call until none is left.
@@ -141,11 +169,18 @@ func (t *matMulTask) Do(lo, hi int) {
 }
 
 // rowGrain is the number of weight rows in a chunk of MatMul: a multiple
-// of the micro-kernels' row blocks, large enough to amortise a chunk's
-// set-up, small enough that the workers share the rows evenly.
-func rowGrain(rows, workers int) int {
+// of 16 (the micro-kernels' row blocks divide it). Few activation rows
+// (decode) take chunks of about 96 KiB of weights, so that the workers
+// finish together; many (prefill) take a quarter of a worker's share, so
+// that each chunk keeps the kernels' cache blocking whole.
+func rowGrain(rows, rowBytes, n, workers int) int {
 	const align = 16
-	g := (rows + 4*workers - 1) / (4 * workers)
+	var g int
+	if n <= 16 {
+		g = (96 << 10) / max(rowBytes, 1)
+	} else {
+		g = (rows + 4*workers - 1) / (4 * workers)
+	}
 	g = (g + align - 1) / align * align
 	return max(g, align)
 }
@@ -174,6 +209,6 @@ func (p *Pool) MatMul(dst []float32, w kernel.Mat, x []float32, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mm = matMulTask{dst: dst, w: w, x: x, n: n}
-	p.forLocked(w.Rows, rowGrain(w.Rows, p.workers), &p.mm)
+	p.forLocked(w.Rows, rowGrain(w.Rows, w.RowBytes(), n, p.workers), &p.mm)
 	p.mm = matMulTask{}
 }

@@ -41,6 +41,18 @@ import (
 	"path/filepath"
 )
 
+// Kernels with at most pfMaxC activation rows are memory-bound (decode).
+// They prefetch: with pfTiles > 0, the weight tile pfTiles tiles ahead
+// (the tile's rows are contiguous, so that is one linear stream, spread
+// evenly over the K loop); else, with pfBlocks > 0, each weight row
+// pfBlocks blocks ahead. Flags so that experiments can try other values;
+// the checked-in files use the defaults.
+var (
+	pfTiles  = flag.Int("pft", 1, "prefetch the weight tile this many tiles ahead (0: off)")
+	pfBlocks = flag.Int("pf", 0, "prefetch each weight row this many blocks ahead (0: off)")
+	pfMaxC   = flag.Int("pfc", 4, "prefetch in kernels of at most this many activation rows")
+)
+
 func main() {
 	out := flag.String("out", ".", "directory of package kernel")
 	flag.Parse()
@@ -81,19 +93,32 @@ var (
 )
 
 // shape is a set of kernels: R rows (and R=1 for leftover rows) by 1..C
-// activation rows.
-type shape struct{ r, c int }
+// activation rows, and a wide kernel of W rows by one activation row for
+// matrix-vector products, where more rows in flight means more memory
+// streams per core.
+type shape struct{ r, c, w int }
 
 func shapeFor(is isa, t dtype) shape {
 	switch {
 	case is.key == "avx512" && t.name == "Q8_0":
-		return shape{4, 4}
+		return shape{4, 4, 6}
 	case is.key == "avx512":
-		return shape{4, 6}
+		return shape{4, 6, 8}
 	case t.name == "Q8_0":
-		return shape{2, 2}
+		return shape{2, 2, 3}
 	}
-	return shape{2, 3}
+	return shape{2, 3, 4}
+}
+
+// kernels lists the (rows, cols) of every kernel of a shape.
+func (sh shape) kernels() [][2]int {
+	var out [][2]int
+	for _, r := range []int{sh.r, 1} {
+		for c := 1; c <= sh.c; c++ {
+			out = append(out, [2]int{r, c})
+		}
+	}
+	return append(out, [2]int{sh.w, 1})
 }
 
 var gprs = []string{"AX", "BX", "CX", "DX", "SI", "DI", "R8", "R9", "R10", "R11", "R12", "R13"}
@@ -146,6 +171,17 @@ func genKernel(e *emitter, is isa, t dtype, r, c int) {
 	if t.name == "Q8_0" {
 		k.offx = gprs[r+c+1]
 	}
+	vecs := k.nacc() + r + 1
+	gp := r + c + 1
+	if t.name == "Q8_0" {
+		vecs, gp = k.nacc()+3*r+1, gp+1
+	}
+	if c <= *pfMaxC && *pfTiles > 0 {
+		gp++
+	}
+	if vecs > is.nvec || gp > len(gprs) {
+		panic(fmt.Sprintf("%s %s R%dC%d needs %d vector and %d general registers", is.name, t.name, r, c, vecs, gp))
+	}
 	name := fname(is, t, r, c)
 	fmt.Fprintf(&e.b, "\n// func %s(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)\n", name)
 	fmt.Fprintf(&e.b, "TEXT ·%s(SB), NOSPLIT, $0-72\n", name)
@@ -172,6 +208,16 @@ func genKernel(e *emitter, is isa, t dtype, r, c int) {
 		for i := 1; i < c; i++ {
 			e.i("LEAQ (%s)(%s*1), %s", k.x[i-1], tmp, k.x[i])
 		}
+	}
+	pf := ""
+	if c <= *pfMaxC && *pfTiles > 0 {
+		pf = gprs[r+c+1]
+		if t.name == "Q8_0" {
+			pf = gprs[r+c+2]
+		}
+		e.i("MOVQ ws+8(FP), %s", pf)
+		e.i("IMUL3Q $%d, %s, %s", r**pfTiles, pf, pf)
+		e.i("ADDQ %s, %s", k.w[0], pf)
 	}
 	// Advance the pointers to the end of the full blocks and count a
 	// negative offset up to zero.
@@ -202,6 +248,19 @@ func genKernel(e *emitter, is isa, t dtype, r, c int) {
 	}
 	e.i("PCALIGN $32")
 	e.label("loop")
+	if pf != "" {
+		for j := 0; j*64 < r*t.wstep; j++ {
+			e.i("PREFETCHT0 %d(%s)", 64*j, pf)
+		}
+		e.i("ADDQ $%d, %s", r*t.wstep, pf)
+	} else if c <= *pfMaxC && *pfBlocks > 0 {
+		// Memory-bound shapes (decode) prefetch each weight row a fixed
+		// number of blocks ahead; past a row's end that is the next row,
+		// which for the tile's last row is the next tile.
+		for _, p := range k.w {
+			e.i("PREFETCHT0 %d(%s)(%s*1)", *pfBlocks*t.wstep, p, k.off)
+		}
+	}
 	if t.name == "Q8_0" {
 		k.q8Block()
 		e.i("ADDQ $128, %s", k.offx)
@@ -377,12 +436,9 @@ func generate() (asm, decl []byte) {
 	g.WriteString("//go:build amd64 && !purego\n\npackage kernel\n")
 	for _, is := range isas {
 		for _, t := range dtypes {
-			sh := shapeFor(is, t)
-			for _, r := range []int{sh.r, 1} {
-				for c := 1; c <= sh.c; c++ {
-					genKernel(&s, is, t, r, c)
-					fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)\n", fname(is, t, r, c))
-				}
+			for _, rc := range shapeFor(is, t).kernels() {
+				genKernel(&s, is, t, rc[0], rc[1])
+				fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, xt *float32, dst *float32, ds uintptr)\n", fname(is, t, rc[0], rc[1]))
 			}
 		}
 	}
@@ -398,7 +454,8 @@ func generate() (asm, decl []byte) {
 		fmt.Fprintf(&g, "\nvar tiles%s = [numTypes]tileSet{\n", is.name)
 		for _, t := range dtypes {
 			sh := shapeFor(is, t)
-			fmt.Fprintf(&g, "%s: {r: %d, c: %d, block: %d,\n", t.name, sh.r, sh.c, t.block)
+			names = append(names, fname(is, t, sh.w, 1))
+			fmt.Fprintf(&g, "%s: {r: %d, c: %d, block: %d, wr: %d, wide: %d,\n", t.name, sh.r, sh.c, t.block, sh.w, len(names))
 			for _, r := range []int{sh.r, 1} {
 				field := "full"
 				if r == 1 {
