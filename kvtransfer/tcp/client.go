@@ -440,38 +440,45 @@ func (c *clientConn) unroute(id uint64) {
 	c.smu.Unlock()
 }
 
-// directMax bounds the payload a caller writes to the socket itself when
-// the connection is idle, skipping the hand-off to the writer goroutine
-// (two goroutine switches, which dominate a small transfer's latency).
-const directMax = 64 << 10
+// lazyMax: the first lazyMax bytes a session writes are queued without
+// waking the writer goroutine; its Flush or Commit then writes the queue on
+// the caller's goroutine as one coalesced writev. A small transfer thus
+// costs one system call and no goroutine hand-off; a big one wakes the
+// writer after lazyMax bytes and streams while the caller computes.
+const lazyMax = 64 << 10
 
-// push queues a frame without waiting (control frames, and writes once
-// space was found), or writes it at once when the connection is idle. It
-// returns the connection's error if it failed.
-func (c *clientConn) push(f *frame, n int) error {
+// How a queued frame gets written.
+type pushMode int
+
+const (
+	pushKick  pushMode = iota // wake the writer goroutine
+	pushLazy                  // leave it queued; a later kick or drain sends it
+	pushDrain                 // write the queue now on this goroutine if nobody is writing
+)
+
+// push queues a frame. It returns the connection's error if it failed.
+func (c *clientConn) push(f *frame, n int, mode pushMode) error {
 	c.qmu.Lock()
 	if c.failing {
 		err := c.err
 		c.qmu.Unlock()
 		return err
 	}
-	if len(c.queue) == 0 && !c.writing && !f.write && len(f.payload) <= directMax {
-		c.writing = true
-		c.qmu.Unlock()
-		err := c.writeNow(net.Buffers{f.hdr[:], f.payload}, n)
-		c.qmu.Lock()
-		c.writing = false
-		more := len(c.queue) > 0
-		c.qmu.Unlock()
-		if more {
-			c.kickWriter()
-		}
-		return err
-	}
 	c.queue = append(c.queue, f)
 	c.queued += n
 	c.qmu.Unlock()
-	c.kickWriter()
+	switch mode {
+	case pushKick:
+		c.kickWriter()
+	case pushDrain:
+		if _, ok := c.drain(nil); !ok {
+			c.qmu.Lock()
+			err := c.err
+			c.qmu.Unlock()
+			return err
+		}
+		c.kickWriter() // whatever arrived while we wrote
+	}
 	return nil
 }
 
@@ -501,7 +508,7 @@ func (c *clientConn) writeNow(bufs net.Buffers, n int) error {
 
 // pushWait queues a write frame, waiting while the queue holds MaxQueued
 // bytes (backpressure).
-func (c *clientConn) pushWait(ctx context.Context, f *frame, n int) error {
+func (c *clientConn) pushWait(ctx context.Context, f *frame, n int, mode pushMode) error {
 	for {
 		c.qmu.Lock()
 		if c.failing {
@@ -511,7 +518,7 @@ func (c *clientConn) pushWait(ctx context.Context, f *frame, n int) error {
 		}
 		if c.queued == 0 || c.queued+n <= c.p.t.cfg.MaxQueued {
 			c.qmu.Unlock()
-			return c.push(f, n)
+			return c.push(f, n, mode)
 		}
 		if c.space == nil {
 			c.space = make(chan struct{})
@@ -538,87 +545,101 @@ func (c *clientConn) writeLoop() {
 		case <-c.done:
 			return
 		}
-		for {
-			c.qmu.Lock()
-			if c.failing {
-				c.qmu.Unlock()
-				return
-			}
-			if c.writing {
-				// A caller is writing directly; it kicks us when done.
-				c.qmu.Unlock()
-				break
-			}
-			bufs = bufs[:0]
-			bytes := 0
-			i := 0
-			for i < len(c.queue) && (i == 0 || bytes < maxBatch) && len(bufs) < 1000 {
-				f := c.queue[i]
-				j := i + 1
-				if f.write {
-					run := len(f.payload)
-					for j < len(c.queue) && j-i < wire.MaxSegments && len(bufs)+j-i < 1000 {
-						g := c.queue[j]
-						if !g.write || g.id != f.id || g.crc != f.crc || run+len(g.payload) > wire.MaxWrite {
-							break
-						}
-						run += len(g.payload)
-						j++
-					}
-				}
-				if j-i == 1 {
-					bufs = append(bufs, f.hdr[:])
-					if len(f.payload) > 0 {
-						bufs = append(bufs, f.payload)
-					}
-					bytes += len(f.payload)
-					i++
-					continue
-				}
-				// A run of writes to one reservation: one writev frame.
-				segs := make([]wire.Segment, 0, j-i)
-				total := 0
-				for _, g := range c.queue[i:j] {
-					segs = append(segs, g.seg)
-					total += len(g.payload)
-				}
-				hb := make([]byte, wire.HeaderSize, wire.HeaderSize+len(segs)*wire.SegmentSize)
-				h := wire.Header{Type: wire.FrameWriteV, Length: uint32(total), ID: f.id, Slot: uint32(len(segs))}
-				if f.crc {
-					h.Flags = wire.FlagCRC
-				}
-				h.Encode(hb)
-				bufs = append(bufs, wire.EncodeSegments(hb, segs))
-				for _, g := range c.queue[i:j] {
-					bufs = append(bufs, g.payload)
-				}
-				bytes += total
-				i = j
-			}
-			clear(c.queue[:i])
-			c.queue = c.queue[i:]
-			if len(c.queue) == 0 {
-				c.queue = c.queue[:0:0]
-			}
-			if i == 0 {
-				c.qmu.Unlock()
-				break
-			}
-			c.writing = true
-			c.qmu.Unlock()
-			if err := c.writeNow(bufs, bytes); err != nil {
-				return
-			}
-			c.qmu.Lock()
-			c.writing = false
-			c.queued -= bytes
-			if c.space != nil {
-				close(c.space)
-				c.space = nil
-			}
-			c.qmu.Unlock()
+		var ok bool
+		if bufs, ok = c.drain(bufs); !ok {
+			return
 		}
 	}
+}
+
+// drain writes queued frames until the queue is empty, unless another
+// goroutine is writing (it drains what it finds, then kicks the writer).
+// It reports false once the connection failed.
+func (c *clientConn) drain(bufs net.Buffers) (net.Buffers, bool) {
+	for {
+		c.qmu.Lock()
+		if c.failing {
+			c.qmu.Unlock()
+			return bufs, false
+		}
+		if c.writing || len(c.queue) == 0 {
+			c.qmu.Unlock()
+			return bufs, true
+		}
+		var bytes int
+		bufs, bytes = c.takeBatch(bufs[:0])
+		c.writing = true
+		c.qmu.Unlock()
+		if err := c.writeNow(bufs, bytes); err != nil {
+			return bufs, false
+		}
+		clear(bufs)
+		c.qmu.Lock()
+		c.writing = false
+		c.queued -= bytes
+		if c.space != nil {
+			close(c.space)
+			c.space = nil
+		}
+		c.qmu.Unlock()
+	}
+}
+
+// takeBatch moves up to maxBatch bytes of queued frames into bufs,
+// coalescing each run of writes to one reservation into a FrameWriteV.
+// c.qmu is held.
+func (c *clientConn) takeBatch(bufs net.Buffers) (net.Buffers, int) {
+	bytes := 0
+	i := 0
+	for i < len(c.queue) && (i == 0 || bytes < maxBatch) && len(bufs) < 1000 {
+		f := c.queue[i]
+		j := i + 1
+		if f.write {
+			run := len(f.payload)
+			for j < len(c.queue) && j-i < wire.MaxSegments && len(bufs)+j-i < 1000 {
+				g := c.queue[j]
+				if !g.write || g.id != f.id || g.crc != f.crc || run+len(g.payload) > wire.MaxWrite {
+					break
+				}
+				run += len(g.payload)
+				j++
+			}
+		}
+		if j-i == 1 {
+			bufs = append(bufs, f.hdr[:])
+			if len(f.payload) > 0 {
+				bufs = append(bufs, f.payload)
+			}
+			bytes += len(f.payload)
+			i++
+			continue
+		}
+		// A run of writes to one reservation: one writev frame.
+		segs := make([]wire.Segment, 0, j-i)
+		total := 0
+		for _, g := range c.queue[i:j] {
+			segs = append(segs, g.seg)
+			total += len(g.payload)
+		}
+		hb := make([]byte, wire.HeaderSize, wire.HeaderSize+len(segs)*wire.SegmentSize)
+		h := wire.Header{Type: wire.FrameWriteV, Length: uint32(total), ID: f.id, Slot: uint32(len(segs))}
+		if f.crc {
+			h.Flags = wire.FlagCRC
+		}
+		h.Encode(hb)
+		bufs = append(bufs, wire.EncodeSegments(hb, segs))
+		for _, g := range c.queue[i:j] {
+			bufs = append(bufs, g.payload)
+		}
+		bytes += total
+		i = j
+	}
+	clear(c.queue[:i])
+	c.queue = c.queue[i:]
+	if len(c.queue) == 0 {
+		c.queue = c.queue[:0:0]
+	}
+	return bufs, bytes
 }
 
 func (c *clientConn) readLoop() {
@@ -719,7 +740,7 @@ func (s *session) use(i int) (*clientConn, error) {
 		h := wire.Header{Type: wire.FrameOpen, Length: kvtransfer.TokenSize, ID: s.id}
 		h.Encode(f.hdr[:])
 		c.route(s)
-		if err := c.push(f, 0); err != nil {
+		if err := c.push(f, 0, pushLazy); err != nil {
 			c.unroute(s.id)
 			return nil, s.failLocked(&kvtransfer.TransferError{Op: "open", Peer: s.p.addr, ID: s.id, Err: err})
 		}
@@ -765,7 +786,13 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 			}
 			f.seg = wire.Segment{Slot: h.Slot, Length: h.Length, Offset: h.Arg, CRC: h.CRC}
 			h.Encode(f.hdr[:])
-			if err := c.pushWait(ctx, f, n); err != nil {
+			s.mu.Lock()
+			mode := pushKick
+			if s.written+int64(n) <= lazyMax {
+				mode = pushLazy
+			}
+			s.mu.Unlock()
+			if err := c.pushWait(ctx, f, n, mode); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
@@ -831,7 +858,7 @@ func (s *session) abortLocked(reason string) {
 		f := &frame{payload: []byte(reason)}
 		h := wire.Header{Type: wire.FrameAbort, Length: uint32(len(reason)), ID: s.id}
 		h.Encode(f.hdr[:])
-		_ = c.push(f, 0)
+		_ = c.push(f, 0, pushKick)
 	}
 }
 
@@ -864,7 +891,7 @@ func (s *session) Flush(ctx context.Context) error {
 		f := &frame{}
 		h := wire.Header{Type: wire.FrameFlush, ID: s.id, Arg: seq}
 		h.Encode(f.hdr[:])
-		if err := c.push(f, 0); err != nil {
+		if err := c.push(f, 0, pushDrain); err != nil {
 			return s.fail(&kvtransfer.TransferError{Op: "flush", Peer: s.p.addr, ID: s.id, Err: err})
 		}
 	}
@@ -924,9 +951,18 @@ func (s *session) Commit(ctx context.Context, payload []byte) error {
 		}
 		h.Flags = wire.FlagRDMA
 	}
+	// Writes still lazily queued on the other connections must go too:
+	// the receiver holds the commit until their bytes land.
+	s.mu.Lock()
+	for i, o := range s.conns {
+		if s.opened[i] && o != c {
+			o.kickWriter()
+		}
+	}
+	s.mu.Unlock()
 	f := &frame{payload: payload}
 	h.Encode(f.hdr[:])
-	if err := c.push(f, 0); err != nil {
+	if err := c.push(f, 0, pushDrain); err != nil {
 		return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
 	}
 	select {

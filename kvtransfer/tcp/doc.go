@@ -7,9 +7,11 @@
 // OPEN with the capability token. Writes are queued, not copied; one
 // writer goroutine per connection drains the queue with writev (net.Buffers)
 // from the caller's memory, coalescing a run of writes to one reservation
-// into a single FrameWriteV. Control frames (open, flush, commit, abort) on
-// an idle connection are written by the caller directly, saving a goroutine
-// hand-off on the latency path.
+// into a single FrameWriteV. The first 64 KiB of a session are only queued;
+// its Flush or Commit writes the queue itself, on the caller's goroutine, as
+// one writev: a small transfer costs one system call and no goroutine
+// hand-off, and a large one wakes the writer and streams while the caller
+// computes.
 //
 // The server reads each frame header, checks it against the reservation
 // (kvtransfer.Attachment), and only then reads the payload, with readv

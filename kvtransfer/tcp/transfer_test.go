@@ -31,7 +31,7 @@ type node struct {
 	lb   *kvtransfertest.Loopback
 }
 
-func newNode(t *testing.T, slots, slotSize int, scfg tcp.ServerConfig, ccfg tcp.Config, rcfg kvtransfer.ReceiverConfig) *node {
+func newNode(t testing.TB, slots, slotSize int, scfg tcp.ServerConfig, ccfg tcp.Config, rcfg kvtransfer.ReceiverConfig) *node {
 	t.Helper()
 	pool := kvtransfertest.NewPool(slots, slotSize, 64)
 	recv := kvtransfer.NewReceiver(rcfg, zaptest.NewLogger(t))
