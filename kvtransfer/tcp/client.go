@@ -165,6 +165,7 @@ func (t *Transport) Open(ctx context.Context, d *kvtransfer.Descriptor) (kvtrans
 			committed: make(chan struct{}),
 		}
 		s.rr.Store(uint32(d.ID))
+		s.home = int(d.ID % uint64(len(conns)))
 		return s, nil
 	}
 	if len(errs) == 0 {
@@ -711,6 +712,7 @@ type session struct {
 	token kvtransfer.Token
 	slots []kvtransfer.Slot
 	conns []*clientConn // the peer's connections when the session opened
+	home  int           // the connection of a small session
 	rr    atomic.Uint32
 
 	mu        sync.Mutex
@@ -767,7 +769,17 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 	for len(src) > 0 {
 		n := min(len(src), s.t.cfg.MaxChunk)
 		chunk := src[:n]
-		i := int(s.rr.Add(1)) % len(s.conns)
+		// A small session stays on one connection (its commit then waits on
+		// no other); past lazyMax, writes stripe over all of them.
+		s.mu.Lock()
+		small := s.written+int64(n) <= lazyMax
+		s.mu.Unlock()
+		var i int
+		if small {
+			i = s.home
+		} else {
+			i = int(s.rr.Add(1)) % len(s.conns)
+		}
 		c, err := s.use(i)
 		if err != nil {
 			return err
