@@ -39,17 +39,8 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		os.Exit(runChild(spec))
 	}
-	goleak.VerifyTestMain(m, leakOptions()...)
-}
-
-// leakOptions ignores goroutines that outlive a stopped etcd server or client by design, by
-// their top function, and nothing else.
-func leakOptions() []goleak.Option {
-	return []goleak.Option{
-		// grpc's and etcd's process-wide background loops.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-	}
+	// No goroutine may outlive the tests, etcd's included: Close and Shutdown wait for theirs.
+	goleak.VerifyTestMain(m)
 }
 
 func runChild(spec string) int {
