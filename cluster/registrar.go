@@ -38,13 +38,14 @@ type Registrar struct {
 	nodeMu sync.Mutex
 	node   Node // GossipAddr filled by Run
 
-	wake       chan struct{}
-	written    *notifier
-	writtenSeq atomic.Uint64
-	leaseID    atomic.Int64
-	ready      chan struct{}
-	readyOnce  sync.Once
-	running    atomic.Bool
+	wake    chan struct{}
+	written *notifier
+	// writtenDraining is the draining flag of the last descriptor etcd acknowledged.
+	writtenDraining atomic.Bool
+	leaseID         atomic.Int64
+	ready           chan struct{}
+	readyOnce       sync.Once
+	running         atomic.Bool
 }
 
 // NewRegistrar prepares a Registrar for node; it does no I/O. node.StartedAt defaults to now.
@@ -119,10 +120,9 @@ func (r *Registrar) SetDraining(draining bool) {
 // no new work is on its way.
 func (r *Registrar) Drain(ctx context.Context) error {
 	r.SetDraining(true)
-	l, _ := r.self.get()
 	for {
 		ch := r.written.wait()
-		if r.writtenSeq.Load() >= l.Seq {
+		if r.writtenDraining.Load() {
 			return nil
 		}
 		select {
@@ -247,7 +247,7 @@ func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) (Descriptor
 	if _, err := r.cli.Put(ctx, r.key, string(val), clientv3.WithLease(lease)); err != nil {
 		return Descriptor{}, fmt.Errorf("put %s: %w", r.key, err)
 	}
-	r.writtenSeq.Store(d.Load.Seq)
+	r.writtenDraining.Store(d.Draining)
 	r.written.notify()
 	return d, nil
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -252,6 +253,12 @@ func TestStopWithEtcdDownIsBounded(t *testing.T) {
 	go func() { done <- reg.Run(ctx) }()
 	<-reg.Ready()
 	_ = srv.Close()
+	// Drain cannot be acknowledged with etcd down: it gives up with ctx, it does not hang.
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer dcancel()
+	if err := reg.Drain(dctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Drain with etcd down: %v", err)
+	}
 	cancel()
 	select {
 	case err := <-done:
