@@ -65,6 +65,7 @@ type Directory struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	running   atomic.Bool
+	lists     atomic.Int64 // for Collector
 
 	// afterList, when set (tests), runs after each successful list, before the watch starts.
 	afterList func()
@@ -230,6 +231,7 @@ func (d *Directory) list(ctx context.Context) (int64, error) {
 	}
 	d.entries = fresh
 	d.mu.Unlock()
+	d.lists.Add(1)
 	d.rebuild()
 	d.readyOnce.Do(func() { close(d.ready) })
 	return resp.Header.Revision, nil

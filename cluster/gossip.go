@@ -223,6 +223,7 @@ type gossip struct {
 
 	queue   *memberlist.TransmitLimitedQueue
 	members atomic.Int32
+	mlLog   *memberlistLog
 
 	mu    sync.Mutex
 	ml    *memberlist.Memberlist
@@ -286,7 +287,8 @@ func (g *gossip) memberlistConfig() (*memberlist.Config, error) {
 	mc.EnableCompression = false
 	mc.Delegate = g
 	mc.Events = g
-	mc.Logger = log.New(&memberlistLog{lg: g.lg.Named("memberlist")}, "", 0)
+	g.mlLog = &memberlistLog{lg: g.lg.Named("memberlist")}
+	mc.Logger = log.New(g.mlLog, "", 0)
 	if len(g.cfg.Key) > 0 {
 		mc.SecretKey = g.cfg.Key
 	}
@@ -325,6 +327,9 @@ func (g *gossip) stop() {
 	if err := ml.Shutdown(); err != nil {
 		g.lg.Warn("gossip shutdown", zap.Error(err))
 	}
+	// Shutdown does not wait for every memberlist goroutine; what they say now is noise, and
+	// the logger's owner may be gone.
+	g.mlLog.closed.Store(true)
 	g.mu.Lock()
 	for _, r := range g.peers {
 		r.state = GossipUnknown
@@ -510,9 +515,15 @@ var (
 
 // memberlistLog routes memberlist's "[LEVEL] memberlist: ..." lines to zap. Its ERR lines are
 // about peers (a failed ping to a member that just died), so they are warnings here.
-type memberlistLog struct{ lg *zap.Logger }
+type memberlistLog struct {
+	lg     *zap.Logger
+	closed atomic.Bool
+}
 
 func (w *memberlistLog) Write(p []byte) (int, error) {
+	if w.closed.Load() {
+		return len(p), nil
+	}
 	msg := strings.TrimSpace(string(p))
 	lvl := zapcore.InfoLevel
 	for _, l := range []struct {

@@ -46,6 +46,8 @@ type Registrar struct {
 	ready           chan struct{}
 	readyOnce       sync.Once
 	running         atomic.Bool
+
+	registrations, writes, writeErrors atomic.Int64 // for Collector
 }
 
 // NewRegistrar prepares a Registrar for node; it does no I/O. node.StartedAt defaults to now.
@@ -196,12 +198,14 @@ func (r *Registrar) session(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
+			r.writeErrors.Add(1)
 			d := bo.next()
 			r.lg.Warn("register failed, retrying", zap.Error(err), zap.Duration("backoff", d))
 			sleep(ctx, d)
 			continue
 		}
 		bo.reset()
+		r.registrations.Add(1)
 		r.leaseID.Store(int64(lease))
 		r.readyOnce.Do(func() { close(r.ready) })
 		r.lg.Info("registered", zap.String("key", r.key), zap.Int64("lease-id", int64(lease)))
@@ -247,6 +251,7 @@ func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) (Descriptor
 	if _, err := r.cli.Put(ctx, r.key, string(val), clientv3.WithLease(lease)); err != nil {
 		return Descriptor{}, fmt.Errorf("put %s: %w", r.key, err)
 	}
+	r.writes.Add(1)
 	r.writtenDraining.Store(d.Draining)
 	r.written.notify()
 	return d, nil
@@ -309,6 +314,7 @@ func (r *Registrar) serve(ctx context.Context, lease clientv3.LeaseID, written D
 			if ctx.Err() != nil {
 				return nil
 			}
+			r.writeErrors.Add(1)
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				return err
 			}

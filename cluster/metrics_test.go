@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestCollectors(t *testing.T) {
+	srv, _ := startEtcd(t)
+	cfg := testConfig(t, srv.Endpoints())
+	r := newRunner(t)
+	router := startMember(t, r, cfg, Node{ID: "router-0", Role: RoleRouter}, true)
+	node := startMember(t, r, cfg, Node{ID: "decode-0", Role: RoleDecode}, false)
+	node.reg.UpdateLoad(Load{FreeBlocks: 17, QueuedPrefillTokens: 5, RunningSeqs: 2})
+	waitFor(t, eventually, "load seen", func() bool {
+		v, _ := router.dir.Get("decode-0")
+		return v.Load.FreeBlocks == 17
+	})
+	waitFor(t, eventually, "load written", func() bool { return node.reg.writes.Load() >= 2 })
+	waitFor(t, eventually, "gossip sees both", func() bool { return router.reg.gossip.members.Load() == 2 })
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(router.dir.Collector(), node.reg.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"duet_cluster_members", map[string]string{"role": "decode", "status": "routable"}, 1},
+		{"duet_cluster_members", map[string]string{"role": "router", "status": "routable"}, 1},
+		{"duet_cluster_members", map[string]string{"role": "prefill", "status": "routable"}, 0},
+		{"duet_cluster_member_free_blocks", map[string]string{"id": "decode-0"}, 17},
+		{"duet_cluster_member_queued_prefill_tokens", map[string]string{"id": "decode-0"}, 5},
+		{"duet_cluster_member_running_seqs", map[string]string{"id": "decode-0"}, 2},
+		{"duet_cluster_directory_lists_total", nil, 1},
+		{"duet_cluster_registered", nil, 1},
+		{"duet_cluster_registrations_total", nil, 1},
+		{"duet_cluster_gossip_members", nil, 2},
+	} {
+		got, ok := metricValue(mfs, tc.name, tc.labels)
+		if !ok || got != tc.want {
+			t.Errorf("%s%v = %v (found %v), want %v", tc.name, tc.labels, got, ok, tc.want)
+		}
+	}
+	if w, _ := metricValue(mfs, "duet_cluster_state_writes_total", nil); w < 2 {
+		t.Errorf("state writes %v, want the registration and the load", w)
+	}
+}
+
+func metricValue(mfs []*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			if m.Gauge != nil {
+				return m.GetGauge().GetValue(), true
+			}
+			return m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
+}
