@@ -115,13 +115,15 @@ func fmaLoopGeneric(iters int) float64 {
 	return float64(iters) * 8 * 2
 }
 
+// sumBytesGeneric is the sum of the little-endian uint32 words of b mod
+// 2^32, as the vector versions compute it.
 func sumBytesGeneric(b []byte) uint64 {
-	var s0, s1, s2, s3 uint64
-	for i := 0; i+32 <= len(b); i += 32 {
-		s0 += binary.LittleEndian.Uint64(b[i:])
-		s1 += binary.LittleEndian.Uint64(b[i+8:])
-		s2 += binary.LittleEndian.Uint64(b[i+16:])
-		s3 += binary.LittleEndian.Uint64(b[i+24:])
+	var s0, s1, s2, s3 uint32
+	for i := 0; i+16 <= len(b); i += 16 {
+		s0 += binary.LittleEndian.Uint32(b[i:])
+		s1 += binary.LittleEndian.Uint32(b[i+4:])
+		s2 += binary.LittleEndian.Uint32(b[i+8:])
+		s3 += binary.LittleEndian.Uint32(b[i+12:])
 	}
-	return s0 ^ s1 ^ s2 ^ s3
+	return uint64(s0 + s1 + s2 + s3)
 }

@@ -20,18 +20,19 @@ type Task interface {
 type Pool struct {
 	workers int
 
-	start sync.Once
-	done  sync.WaitGroup // worker goroutines
-	wake  chan struct{}
+	start    sync.Once
+	done     sync.WaitGroup // worker goroutines
+	wake     chan struct{}  // one token per helper a call wants
+	finished chan struct{}  // the last helper of a call sends one token
 
-	mu     sync.Mutex // one call at a time; guards everything below
-	closed bool
-	call   sync.WaitGroup // helpers still working on the current call
-	task   Task
-	n      int
-	grain  int
-	next   atomic.Int64 // next index to hand out
-	mm     matMulTask
+	mu      sync.Mutex // one call at a time; guards everything below
+	closed  bool
+	pending atomic.Int32 // helpers still working on the current call
+	task    Task
+	n       int
+	grain   int
+	next    atomic.Int64 // next index to hand out
+	mm      matMulTask
 }
 
 // New returns a pool of workers goroutines in all, the caller of each call
@@ -48,6 +49,7 @@ func (p *Pool) Workers() int { return p.workers }
 
 func (p *Pool) startWorkers() {
 	p.wake = make(chan struct{}, p.workers)
+	p.finished = make(chan struct{}, 1)
 	for range p.workers - 1 {
 		p.done.Add(1)
 		go p.worker()
@@ -56,24 +58,28 @@ func (p *Pool) startWorkers() {
 
 func (p *Pool) worker() {
 	defer p.done.Done()
-	for p.await() {
+	for await(p.wake) {
 		p.run()
-		p.call.Done()
+		if p.pending.Add(-1) == 0 {
+			p.finished <- struct{}{}
+		}
 	}
 }
 
-// spinFor is how long an idle worker polls for the next call before it
-// parks. Decode issues its calls back to back, and waking a parked
-// goroutine costs microseconds, a few percent of a small product.
+// spinFor is how long a goroutine polls for a token before it parks:
+// decode issues its calls back to back, and waking a parked goroutine
+// costs microseconds (tens of them in a VM), a large share of a small
+// product. Both the idle workers and a caller waiting for its helpers
+// poll.
 const spinFor = 50 * time.Microsecond
 
-// await waits for a wake token, polling for up to spinFor and then
-// parked on the channel. It reports false once the pool is closed.
-func (p *Pool) await() bool {
+// await takes a token from ch, polling for up to spinFor and then parked.
+// It reports false once ch is closed.
+func await(ch chan struct{}) bool {
 	var start time.Time
 	for i := 1; ; i++ {
 		select {
-		case _, ok := <-p.wake:
+		case _, ok := <-ch:
 			return ok
 		default:
 		}
@@ -85,7 +91,7 @@ func (p *Pool) await() bool {
 			}
 		}
 	}
-	_, ok := <-p.wake
+	_, ok := <-ch
 	return ok
 }
 
@@ -130,12 +136,12 @@ func (p *Pool) forLocked(n, grain int, task Task) {
 	p.start.Do(p.startWorkers)
 	p.task, p.n, p.grain = task, n, grain
 	p.next.Store(0)
-	p.call.Add(helpers)
+	p.pending.Store(int32(helpers))
 	for range helpers {
 		p.wake <- struct{}{}
 	}
 	p.run()
-	p.call.Wait()
+	await(p.finished)
 	p.task = nil
 }
 

@@ -41,16 +41,20 @@ import (
 	"path/filepath"
 )
 
-// Kernels with at most pfMaxC activation rows are memory-bound (decode).
-// They prefetch: with pfTiles > 0, the weight tile pfTiles tiles ahead
-// (the tile's rows are contiguous, so that is one linear stream, spread
-// evenly over the K loop); else, with pfBlocks > 0, each weight row
-// pfBlocks blocks ahead. Flags so that experiments can try other values;
-// the checked-in files use the defaults.
+// Kernels prefetch the weights: with pfTiles > 0, the weight tile pfTiles
+// tiles ahead (a tile's rows are contiguous, so that is one linear stream,
+// spread evenly over the K loop); else, with pfBlocks > 0, each weight row
+// pfBlocks blocks ahead. Decode streams the weights from memory and needs
+// it to keep enough bytes in flight per core; prefill reads them from L2
+// and barely notices. The flags are for experiments (measured on Zen 5 and
+// Sapphire Rapids: a tile ahead with PREFETCHT0 was best; PREFETCHNTA
+// halved decode bandwidth on Intel); the checked-in files use the defaults.
 var (
 	pfTiles  = flag.Int("pft", 1, "prefetch the weight tile this many tiles ahead (0: off)")
 	pfBlocks = flag.Int("pf", 0, "prefetch each weight row this many blocks ahead (0: off)")
-	pfMaxC   = flag.Int("pfc", 4, "prefetch in kernels of at most this many activation rows")
+	pfMaxC   = flag.Int("pfc", 6, "prefetch in kernels of at most this many activation rows")
+	pfInstr  = flag.String("pfi", "PREFETCHT0", "prefetch instruction")
+	wideRows = flag.Int("wide", 0, "rows of the wide matrix-vector kernels (0: per ISA default)")
 )
 
 func main() {
@@ -99,6 +103,15 @@ var (
 type shape struct{ r, c, w int }
 
 func shapeFor(is isa, t dtype) shape {
+	if *wideRows > 0 && t.name != "Q8_0" {
+		sh := shapeFor0(is, t)
+		sh.w = *wideRows
+		return sh
+	}
+	return shapeFor0(is, t)
+}
+
+func shapeFor0(is isa, t dtype) shape {
 	switch {
 	case is.key == "avx512" && t.name == "Q8_0":
 		return shape{4, 4, 6}
@@ -250,7 +263,7 @@ func genKernel(e *emitter, is isa, t dtype, r, c int) {
 	e.label("loop")
 	if pf != "" {
 		for j := 0; j*64 < r*t.wstep; j++ {
-			e.i("PREFETCHT0 %d(%s)", 64*j, pf)
+			e.i("%s %d(%s)", *pfInstr, 64*j, pf)
 		}
 		e.i("ADDQ $%d, %s", r*t.wstep, pf)
 	} else if c <= *pfMaxC && *pfBlocks > 0 {
@@ -258,7 +271,7 @@ func genKernel(e *emitter, is isa, t dtype, r, c int) {
 		// number of blocks ahead; past a row's end that is the next row,
 		// which for the tile's last row is the next tile.
 		for _, p := range k.w {
-			e.i("PREFETCHT0 %d(%s)(%s*1)", *pfBlocks*t.wstep, p, k.off)
+			e.i("%s %d(%s)(%s*1)", *pfInstr, *pfBlocks*t.wstep, p, k.off)
 		}
 	}
 	if t.name == "Q8_0" {
@@ -600,7 +613,8 @@ func genMisc(s *emitter, g *bytes.Buffer, is isa) {
 	e.i("RET")
 
 	// The bandwidth loop: 256 bytes per iteration into 4 (8 for AVX2)
-	// integer accumulators.
+	// integer accumulators; the result is the sum of all the little-endian
+	// uint32 words mod 2^32, which a test checks.
 	name = "sumBytes" + is.name
 	fmt.Fprintf(&e.b, "\n// func %s(p *byte, n int) uint64\n", name)
 	fmt.Fprintf(&e.b, "TEXT ·%s(SB), NOSPLIT, $0-24\n", name)
@@ -635,7 +649,11 @@ func genMisc(s *emitter, g *bytes.Buffer, is isa) {
 	}
 	e.i("VEXTRACTI128 $1, Y0, X1")
 	e.i("VPADDD X1, X0, X0")
-	e.i("VMOVQ X0, AX")
+	e.i("VPSHUFD $0x4e, X0, X1")
+	e.i("VPADDD X1, X0, X0")
+	e.i("VPSHUFD $0xb1, X0, X1")
+	e.i("VPADDD X1, X0, X0")
+	e.i("VMOVD X0, AX")
 	e.i("MOVQ AX, ret+16(FP)")
 	e.i("VZEROUPPER")
 	e.i("RET")
