@@ -283,6 +283,24 @@ func TestChat(t *testing.T) {
 	if text.String() != story {
 		t.Errorf("streamed %q, want %q", text.String(), story)
 	}
+
+	// Usage at the end of a chat stream.
+	r = post(t, srv, "/v1/chat/completions", `{"model":"s","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}}`)
+	evs = events(t, r.body)
+	for _, ev := range evs[:len(evs)-1] {
+		var c wireResponse
+		strict(t, ev, &c)
+		if string(c.Usage) != "null" || len(c.Choices) != 1 {
+			t.Errorf("chunk %s", ev)
+		}
+	}
+	var last wireResponse
+	strict(t, evs[len(evs)-1], &last)
+	var u wireUsage
+	strict(t, last.Usage, &u)
+	if req, _ := g.last(t); len(last.Choices) != 0 || last.Object != "chat.completion.chunk" || u.CompletionTokens != 3 || u.PromptTokens != len(req.Prompt) {
+		t.Errorf("usage chunk %s", evs[len(evs)-1])
+	}
 }
 
 func TestChatTemplateTokens(t *testing.T) {

@@ -569,9 +569,6 @@ func (ru *run) startStream() error {
 	}
 	empty := ""
 	c := chatChoice{Delta: &chatDelta{Role: "assistant", Content: &empty}}
-	if ru.greq.Sampling.Logprobs {
-		c.Logprobs = &chatLogprobs{Content: []chatTokenLogprob{}}
-	}
 	b, err := jsonMarshal(response[chatChoice]{ID: ru.id, Object: "chat.completion.chunk", Created: ru.created, Model: ru.m.ID, Choices: []chatChoice{c}, Usage: ru.nullUsage()})
 	if err != nil {
 		return err
