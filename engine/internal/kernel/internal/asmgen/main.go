@@ -50,11 +50,12 @@ import (
 // Sapphire Rapids: a tile ahead with PREFETCHT0 was best; PREFETCHNTA
 // halved decode bandwidth on Intel); the checked-in files use the defaults.
 var (
-	pfTiles  = flag.Int("pft", 1, "prefetch the weight tile this many tiles ahead (0: off)")
-	pfBlocks = flag.Int("pf", 0, "prefetch each weight row this many blocks ahead (0: off)")
-	pfMaxC   = flag.Int("pfc", 6, "prefetch in kernels of at most this many activation rows")
-	pfInstr  = flag.String("pfi", "PREFETCHT0", "prefetch instruction")
-	wideRows = flag.Int("wide", 0, "rows of the wide matrix-vector kernels (0: per ISA default)")
+	pfTiles    = flag.Int("pft", 1, "prefetch the weight tile this many tiles ahead (0: off)")
+	pfBlocks   = flag.Int("pf", 0, "prefetch each weight row this many blocks ahead (0: off)")
+	pfMaxC     = flag.Int("pfc", 6, "prefetch in kernels of at most this many activation rows")
+	pfInstr    = flag.String("pfi", "PREFETCHT0", "prefetch instruction")
+	wideRows   = flag.Int("wide", 0, "rows of the wide matrix-vector kernels (0: per ISA default)")
+	transposed = flag.Bool("t4", true, "reduce four rows at once on AVX-512")
 )
 
 func main() {
@@ -394,7 +395,8 @@ func (k *kern) q8Block() {
 }
 
 // reduce emits the canonical tree for every accumulator and stores the
-// results.
+// results. On AVX-512, four rows of one activation column are reduced
+// together and stored as one vector (see reduce4); the rest one at a time.
 func (k *kern) reduce() {
 	e := k.e
 	dst, ds := gprs[0], gprs[1]
@@ -402,14 +404,18 @@ func (k *kern) reduce() {
 	if k.c > 1 {
 		e.i("MOVQ ds+64(FP), %s", ds)
 	}
-	tn := k.nacc() // a free register
-	if tn >= k.is.nvec {
+	tn := k.nacc() // free registers after the loop: tn, tn+1
+	if tn+1 >= k.is.nvec {
 		panic("no free register")
 	}
 	tx := fmt.Sprintf("X%d", tn)
 	ty := fmt.Sprintf("Y%d", tn)
 	for col := 0; col < k.c; col++ {
-		for row := 0; row < k.r; row++ {
+		row := 0
+		for ; k.is.key == "avx512" && *transposed && row+4 <= k.r; row += 4 {
+			k.reduce4(row, col, tn, tn+1, dst)
+		}
+		for ; row < k.r; row++ {
 			a := k.acc(row, col, 0)
 			ax, ay := fmt.Sprintf("X%d", a), fmt.Sprintf("Y%d", a)
 			if k.is.key == "avx512" {
@@ -431,6 +437,47 @@ func (k *kern) reduce() {
 			e.i("ADDQ %s, %s", ds, dst)
 		}
 	}
+}
+
+// reduce4 runs the canonical tree on the accumulators of rows row..row+3
+// of column col at once and stores the four results with one store. t1
+// and t2 are free registers. With A..D the four accumulators (16 lanes,
+// four 128-bit quarters each):
+//
+//   - l += l+8: [A.q0 A.q1 B.q0 B.q1] + [A.q2 A.q3 B.q2 B.q3], the same
+//     for C and D (VSHUFF32X4);
+//   - l += l+4: the quarters 0 and 2 of both results plus 1 and 3, which
+//     leaves quarter j holding the four partial sums of row j;
+//   - l += l+2 and p0 += p1: the classic 4x4 transposing reduction with
+//     VSHUFPS on the four quarters, which leaves [r0 r1 r2 r3].
+//
+// Every addition pairs the same lanes as the scalar tree, so the bits are
+// the same.
+func (k *kern) reduce4(row, col, t1, t2 int, dst string) {
+	e := k.e
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	x := func(i int) string { return fmt.Sprintf("X%d", i) }
+	a, b, c, d := k.acc(row, col, 0), k.acc(row+1, col, 0), k.acc(row+2, col, 0), k.acc(row+3, col, 0)
+	for _, p := range [][2]int{{a, b}, {c, d}} {
+		e.i("VSHUFF32X4 $0x44, %s, %s, %s", z(p[1]), z(p[0]), z(t1))
+		e.i("VSHUFF32X4 $0xee, %s, %s, %s", z(p[1]), z(p[0]), z(t2))
+		e.i("VADDPS %s, %s, %s", z(t2), z(t1), z(p[0])) // l += l+8
+	}
+	e.i("VSHUFF32X4 $0x88, %s, %s, %s", z(c), z(a), z(t1))
+	e.i("VSHUFF32X4 $0xdd, %s, %s, %s", z(c), z(a), z(t2))
+	e.i("VADDPS %s, %s, %s", z(t2), z(t1), z(a)) // l += l+4; quarter j = row j
+	e.i("VEXTRACTF32X4 $1, %s, %s", z(a), x(b))
+	e.i("VEXTRACTF32X4 $2, %s, %s", z(a), x(c))
+	e.i("VEXTRACTF32X4 $3, %s, %s", z(a), x(d))
+	for _, p := range [][2]int{{a, b}, {c, d}} {
+		e.i("VSHUFPS $0x44, %s, %s, %s", x(p[1]), x(p[0]), x(t1))
+		e.i("VSHUFPS $0xee, %s, %s, %s", x(p[1]), x(p[0]), x(t2))
+		e.i("VADDPS %s, %s, %s", x(t2), x(t1), x(p[0])) // l += l+2
+	}
+	e.i("VSHUFPS $0x88, %s, %s, %s", x(c), x(a), x(t1))
+	e.i("VSHUFPS $0xdd, %s, %s, %s", x(c), x(a), x(t2))
+	e.i("VADDPS %s, %s, %s", x(t2), x(t1), x(a)) // p0 += p1
+	e.i("VMOVUPS %s, %d(%s)", x(a), 4*row, dst)
 }
 
 var (
