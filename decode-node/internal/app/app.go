@@ -1,0 +1,143 @@
+// Package app wires a decode node process (role decode, or both for a
+// colocated node): engine, KV receiver, decode service, the colocated
+// prefill service, and cluster membership.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/duet-llm/duet/cluster"
+	"github.com/duet-llm/duet/cluster/member"
+	"github.com/duet-llm/duet/decode-node/decode"
+	"github.com/duet-llm/duet/engine/version"
+	"github.com/duet-llm/duet/kvtransfer"
+	"github.com/duet-llm/duet/kvtransfer/tcp"
+	"github.com/duet-llm/duet/prefill-node/node"
+	"github.com/duet-llm/duet/prefill-node/prefill"
+	decodev1 "github.com/duet-llm/duet/proto/duet/decode/v1"
+	nodev1 "github.com/duet-llm/duet/proto/duet/node/v1"
+	prefillv1 "github.com/duet-llm/duet/proto/duet/prefill/v1"
+)
+
+// Config is the decode node's configuration (shared with every node).
+type Config struct{ node.Config }
+
+// DefaultConfig is what the flags start from.
+func DefaultConfig() Config { return Config{node.DefaultConfig(cluster.RoleDecode)} }
+
+// AddFlags registers the flags.
+func (c *Config) AddFlags(fs *flag.FlagSet) { c.Config.AddFlags(fs) }
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Role != cluster.RoleDecode && c.Role != cluster.RoleBoth {
+		return errors.New("--role must be decode or both")
+	}
+	return c.Config.Validate()
+}
+
+// Run serves as a decode (or colocated) node until ctx ends, then drains.
+func Run(ctx context.Context, cfg Config) error {
+	n, err := node.Open(cfg.Config)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	lg := n.Log
+
+	recv := kvtransfer.NewReceiver(kvtransfer.ReceiverConfig{}, lg.Named("kv"))
+	defer recv.Close()
+	// The advertised KV address: the flag, else the listen address with a
+	// wildcard host resolved; with port 0 the listener's own address.
+	adv := cfg.KVAdvertise
+	if adv == "" {
+		if adv, err = member.AdvertiseFor(cfg.KVListen); err != nil {
+			return err
+		}
+		if _, port, _ := net.SplitHostPort(adv); port == "0" {
+			adv = ""
+		}
+	}
+	kvSrv := tcp.NewServer(tcp.ServerConfig{Addr: cfg.KVListen, Advertise: adv}, recv, lg.Named("kv"))
+	kvCtx, stopKV := context.WithCancel(context.Background())
+	defer stopKV()
+	var kvg errgroup.Group
+	kvg.Go(func() error { return kvSrv.Run(kvCtx) })
+	select {
+	case <-kvSrv.Ready():
+	case <-ctx.Done():
+	}
+	if kvSrv.Addr() == nil {
+		stopKV()
+		return kvg.Wait()
+	}
+	if adv == "" {
+		adv = kvSrv.Addr().String()
+	}
+	m := n.Join(adv)
+
+	var (
+		mu   sync.Mutex
+		load cluster.Load
+	)
+	report := func(f func(*cluster.Load)) {
+		mu.Lock()
+		f(&load)
+		l := load
+		mu.Unlock()
+		m.UpdateLoad(l)
+	}
+	dec, err := decode.New(decode.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
+		AllowLocal: cfg.Role == cluster.RoleBoth,
+		OnLoad: func(l decode.Load) {
+			report(func(c *cluster.Load) { c.FreeBlocks, c.RunningSeqs = l.FreeBlocks, l.RunningSeqs })
+		}}, n.Engine, recv, lg.Named("decode"))
+	if err != nil {
+		return err
+	}
+	report(func(c *cluster.Load) { c.FreeBlocks = n.Engine.Pool().FreeBlocks() })
+
+	var (
+		pre   *prefill.Server
+		tcpT  *tcp.Transport
+		drain = dec.Drain
+	)
+	if cfg.Role == cluster.RoleBoth {
+		var sender kvtransfer.Transport
+		if sender, tcpT, err = n.Sender(); err != nil {
+			return err
+		}
+		pre = prefill.New(prefill.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
+			OnLoad: func(l prefill.Load) {
+				report(func(c *cluster.Load) { c.QueuedPrefillTokens = int(l.QueuedTokens) })
+			}}, n.Engine, sender, dec, lg.Named("prefill"))
+		drain = func(ctx context.Context) error { return errors.Join(pre.Drain(ctx), dec.Drain(ctx)) }
+	}
+	err = m.Run(ctx,
+		func(s *grpc.Server) {
+			decodev1.RegisterDecodeServiceServer(s, dec)
+			nodev1.RegisterNodeServiceServer(s, dec)
+			if pre != nil {
+				prefillv1.RegisterPrefillServiceServer(s, pre)
+			}
+		},
+		drain,
+		func(ctx context.Context) error {
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return dec.Run(ctx) })
+			if pre != nil {
+				g.Go(func() error { return tcpT.Run(ctx) })
+				g.Go(func() error { return pre.Run(ctx) })
+			}
+			return g.Wait()
+		})
+	stopKV()
+	return errors.Join(err, kvg.Wait())
+}
