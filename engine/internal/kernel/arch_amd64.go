@@ -211,6 +211,8 @@ func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n,
 	tail := from < k
 	rowsPer := min(rowBlock, max(1, rowBlockBytes/rb))
 	rowsPer = max(rowsPer/(tl.r*tl.wr)*(tl.r*tl.wr), tl.r*tl.wr)
+	// Every kernel prefetches the tile after its own; start the first.
+	prefetchLines(&w.Data[r0*rb], min(r1-r0, max(tl.wr, tl.r))*rb)
 	var wt [rowBlock][16]float32
 	var xt [batchBlock][16]float32
 	var wtp, xtp *float32

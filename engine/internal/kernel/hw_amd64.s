@@ -66,3 +66,21 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func prefetchLines(p *byte, n int)
+// PREFETCHT0 of every 64-byte line of [p, p+n): the first weight tile of a
+// MatMulRows call, which no kernel before it prefetched. Prefetches never
+// fault, so the range may run past the data.
+TEXT ·prefetchLines(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	ADDQ $63, CX
+	SHRQ $6, CX
+	JZ   done
+loop:
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ  loop
+done:
+	RET
