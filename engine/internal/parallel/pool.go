@@ -11,7 +11,9 @@ import (
 )
 
 // Task is a unit of divisible work: Do computes the indices [lo, hi). Do
-// is called from several goroutines at once on disjoint ranges.
+// is called from several goroutines at once on disjoint ranges. It must
+// not call back into the same Pool (calls are serialised, so that would
+// deadlock), and a panic in it ends the program, as in any goroutine.
 type Task interface {
 	Do(lo, hi int)
 }
