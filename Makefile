@@ -11,8 +11,10 @@ BIN       := $(CURDIR)/bin
 # Every module listed in go.work; tests and vet run over all of them at once.
 MODULES   := $(shell $(GO) list -m -f '{{.Path}}' 2>/dev/null)
 PKGS      := $(addsuffix /...,$(MODULES))
+CMDS      := $(addprefix ./,$(addsuffix /...,$(wildcard */cmd)))
 MODELS_DIR ?= $(abspath $(CURDIR)/../shared/models)
 MODEL     ?= $(firstword $(wildcard $(MODELS_DIR)/stories260K.gguf))
+export MODEL
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/duet-llm/duet/engine/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 15m
@@ -38,24 +40,32 @@ deps: ## install what the build and tests need (Debian packages, Go modules)
 .PHONY: build
 build: ## build every binary into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addsuffix /cmd/...,$(MODULES))
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(CMDS)
 
 .PHONY: test
 test: deps verify ## install what is needed, check formatting and run every test
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	DUET_MODELS_DIR=$(MODELS_DIR) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: test-short
 test-short: ## the fast tests only (-short)
 	$(GO) test -short -count=1 $(PKGS)
 
 .PHONY: run
-run: build ## generate a story with the engine on the default model (MODEL=path to choose)
+run: build ## start a local cluster (embedded etcd, router, prefill and decode node); MODEL=path, ROUTER_ADDR=host:port
+	$(BIN)/duet-local --bin $(BIN) --shared-models $(MODELS_DIR) --cache $(CURDIR)/.cache/models
+
+.PHONY: generate
+generate: build ## generate a story with the engine alone (MODEL=path, PROMPT=text)
 	@if [ -z "$(MODEL)" ]; then echo "no model: set MODEL=path/to/model.gguf" >&2; exit 2; fi
 	$(BIN)/duet-generate --model "$(MODEL)" --prompt "$${PROMPT:-Once upon a time}" --max-tokens $${MAX_TOKENS:-128} --temperature 0
 
 .PHONY: bench
-bench: bench-engine ## run every benchmark suite
+bench: bench-engine bench-kv ## run every benchmark suite
+
+.PHONY: bench-kv
+bench-kv: ## KV transfer throughput and latency against raw loopback TCP
+	$(GO) run ./kvtransfer/cmd/duet-bench-kv
 
 .PHONY: bench-engine
 bench-engine: ## engine decode/prefill throughput against memory-bandwidth and FMA limits

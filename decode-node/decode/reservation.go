@@ -93,7 +93,11 @@ func (r *reservation) finish(f *decodev1.Finished) {
 		r.s.remove(r)
 		close(r.done)
 		r.s.reportLoad()
-		if ce := r.s.lg.Check(zap.DebugLevel, "finished"); ce != nil {
+		level := zap.DebugLevel
+		if f.GetReason() == "error" && !r.isCanceled() {
+			level = zap.WarnLevel // a failure nobody asked for
+		}
+		if ce := r.s.lg.Check(level, "finished"); ce != nil {
 			ce.Write(zap.String("request-id", r.reqID), zap.Uint64("reservation", r.id), zap.String("reason", f.GetReason()), zap.String("error", f.GetError()))
 		}
 	})

@@ -56,9 +56,10 @@ type Server struct {
 	vocab  int
 	lg     *zap.Logger
 
-	admit   chan *admission
-	running atomic.Int32
-	wg      sync.WaitGroup // reservation watchers
+	admit    chan *admission
+	running  atomic.Int32
+	requests atomic.Uint64  // reservations granted
+	wg       sync.WaitGroup // reservation watchers
 
 	mu       sync.Mutex
 	res      map[uint64]*reservation
@@ -241,6 +242,7 @@ func (s *Server) reserve(req *decodev1.ReserveRequest) (*reservation, error) {
 	s.nextID++
 	s.res[r.id] = r
 	s.mu.Unlock()
+	s.requests.Add(1)
 	s.wg.Add(1)
 	go r.watch()
 	s.reportLoad()
@@ -318,8 +320,11 @@ func (s *Server) Info(ctx context.Context, _ *nodev1.InfoRequest) (*nodev1.InfoR
 	return &nodev1.InfoResponse{Id: s.cfg.NodeID, Role: s.cfg.Role, Model: s.eng.Model().ID,
 		Layout: protoconv.Layout(s.pool.Layout(), engine.KernelName()), TotalBlocks: int32(s.pool.NumBlocks()),
 		FreeBlocks: int32(s.pool.FreeBlocks()), Running: s.running.Load(), Draining: draining,
-		Version: s.cfg.Version, MaxContext: int32(s.eng.MaxContext())}, nil
+		Version: s.cfg.Version, MaxContext: int32(s.eng.MaxContext()), Requests: s.requests.Load()}, nil
 }
+
+// Requests is the number of reservations granted since start.
+func (s *Server) Requests() uint64 { return s.requests.Load() }
 
 // Local is the in-process hand-off of a colocated node: the prefill writes
 // the reservation's blocks in the shared pool directly and commits by a

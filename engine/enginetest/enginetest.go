@@ -23,7 +23,8 @@ const (
 // go.work), searched upwards from the working directory.
 func ModelsDir() (string, bool) {
 	if d := os.Getenv("DUET_MODELS_DIR"); d != "" {
-		return d, true
+		st, err := os.Stat(d)
+		return d, err == nil && st.IsDir()
 	}
 	dir, err := os.Getwd()
 	if err != nil {

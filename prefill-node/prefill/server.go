@@ -37,7 +37,9 @@ type Config struct {
 	Role    string // "prefill" or "both" (reported by Info)
 	Version string
 	// MaxQueuedTokens bounds the prompt tokens waiting or running; beyond
-	// it Prefill fails with RESOURCE_EXHAUSTED (default 64 × max batch tokens).
+	// it Prefill fails with RESOURCE_EXHAUSTED (default: the larger of 64
+	// batches and 4 full contexts). A request finding the queue empty is
+	// always taken.
 	MaxQueuedTokens int64
 	// CommitTimeout bounds the wait for the decode node to acknowledge a
 	// commit (default 10s).
@@ -70,8 +72,9 @@ type Server struct {
 	local LocalDecoder         // nil unless colocated
 	lg    *zap.Logger
 
-	wake    chan struct{}
-	commits sync.WaitGroup // commit and abort goroutines
+	wake     chan struct{}
+	commits  sync.WaitGroup // commit and abort goroutines
+	requests atomic.Uint64  // requests queued since start
 
 	mu       sync.Mutex
 	queue    []*job
@@ -88,7 +91,7 @@ func New(cfg Config, eng *engine.Engine, tr kvtransfer.Transport, local LocalDec
 		lg = zap.NewNop()
 	}
 	if cfg.MaxQueuedTokens <= 0 {
-		cfg.MaxQueuedTokens = 64 * int64(eng.Options().MaxBatchTokens)
+		cfg.MaxQueuedTokens = max(64*int64(eng.Options().MaxBatchTokens), 4*int64(eng.MaxContext()))
 	}
 	if cfg.CommitTimeout <= 0 {
 		cfg.CommitTimeout = 10 * time.Second
@@ -195,7 +198,7 @@ func (s *Server) admit(ctx context.Context, req *prefillv1.PrefillRequest) (*job
 		s.mu.Unlock()
 		return nil, ErrDraining
 	}
-	if s.queued+int64(len(tokens)) > s.cfg.MaxQueuedTokens {
+	if s.queued > 0 && s.queued+int64(len(tokens)) > s.cfg.MaxQueuedTokens {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: %d tokens queued", ErrQueueFull, s.queued)
 	}
@@ -241,6 +244,7 @@ func (s *Server) admit(ctx context.Context, req *prefillv1.PrefillRequest) (*job
 	s.queue = append(s.queue, j)
 	s.queued += int64(len(tokens))
 	s.mu.Unlock()
+	s.requests.Add(1)
 	j.events <- &prefillv1.PrefillResponse{Event: &prefillv1.PrefillResponse_Queued{Queued: &prefillv1.Queued{TokensAhead: ahead}}}
 	s.reportLoad()
 	s.kick()
@@ -309,7 +313,7 @@ func (s *Server) Info(ctx context.Context, _ *nodev1.InfoRequest) (*nodev1.InfoR
 	return &nodev1.InfoResponse{Id: s.cfg.NodeID, Role: s.cfg.Role, Model: s.eng.Model().ID,
 		Layout: protoconv.Layout(s.pool.Layout(), engine.KernelName()), TotalBlocks: int32(s.pool.NumBlocks()),
 		FreeBlocks: int32(s.pool.FreeBlocks()), QueuedPrefillTokens: queued, Draining: draining,
-		Version: s.cfg.Version, MaxContext: int32(s.eng.MaxContext())}, nil
+		Version: s.cfg.Version, MaxContext: int32(s.eng.MaxContext()), Requests: s.requests.Load()}, nil
 }
 
 // toStatus maps an error to its gRPC status (the one place this package

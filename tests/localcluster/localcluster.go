@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,8 +36,10 @@ type Options struct {
 	RouterAddr string
 	// Prefill, Decode and Both are the node counts by role.
 	Prefill, Decode, Both int
-	// NodeArgs and RouterArgs are extra flags.
+	// NodeArgs and RouterArgs are extra flags; RoleArgs adds flags for the
+	// nodes of one role.
 	NodeArgs, RouterArgs []string
+	RoleArgs             map[cluster.Role][]string
 	// LeaseTTL is the membership lease (default 2s, quick for tests).
 	LeaseTTL time.Duration
 	// Logs receives every process's output, each line prefixed by its
@@ -126,19 +127,23 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			}
 		}
 	}
+	// The router picks its own port unless told one, and is found at the
+	// address it registers (no race for a port picked in advance).
 	addr := o.RouterAddr
 	if addr == "" {
-		if addr, err = FreeAddr(); err != nil {
-			c.Stop()
-			return nil, err
-		}
+		addr = "127.0.0.1:0"
 	}
-	c.Endpoint = "http://" + addr
 	args := append([]string{"--model", o.Model, "--listen", addr, "--id", "router-1"}, c.clusterArgs()...)
-	if c.Router, err = c.spawn("router", cluster.RoleRouter, "duet-router", append(args, o.RouterArgs...)); err != nil {
+	if c.Router, err = c.spawn("router-1", cluster.RoleRouter, "duet-router", append(args, o.RouterArgs...)); err != nil {
 		c.Stop()
 		return nil, err
 	}
+	d, err := c.WaitRegistered(ctx, c.Router)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	c.Endpoint = "http://" + d.HTTPAddr
 	return c, nil
 }
 
@@ -160,7 +165,8 @@ func (c *Cluster) AddNode(role cluster.Role) (*Proc, error) {
 	}
 	args := append([]string{"--model", c.opts.Model, "--id", name, "--role", string(role),
 		"--grpc-listen", "127.0.0.1:0", "--kv-listen", "127.0.0.1:0"}, c.clusterArgs()...)
-	p, err := c.spawn(name, role, bin, append(args, c.opts.NodeArgs...))
+	args = append(args, c.opts.NodeArgs...)
+	p, err := c.spawn(name, role, bin, append(args, c.opts.RoleArgs[role]...))
 	if err != nil {
 		return nil, err
 	}
@@ -204,9 +210,14 @@ func (c *Cluster) spawn(name string, role cluster.Role, bin string, args []strin
 	return p, nil
 }
 
-// WaitReady waits until the router answers /readyz with 200 (a routable
-// pair exists) or ctx ends.
+// WaitReady waits until every node started so far is registered and the
+// router answers /readyz with 200 (a routable pair exists), or ctx ends.
 func (c *Cluster) WaitReady(ctx context.Context) error {
+	for _, n := range c.Nodes() {
+		if _, err := c.WaitRegistered(ctx, n); err != nil {
+			return err
+		}
+	}
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint+"/readyz", nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -266,14 +277,4 @@ func (c *Cluster) cleanup() {
 	if c.tmp {
 		os.RemoveAll(c.dataDir)
 	}
-}
-
-// FreeAddr returns a loopback address with a port free right now.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

@@ -18,19 +18,19 @@ import (
 	"syscall"
 
 	"github.com/duet-llm/duet/engine"
-	"github.com/duet-llm/duet/engine/kvcache"
 	"github.com/duet-llm/duet/engine/sample"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type config struct {
-	model, prompt, kvDType, kernel string
-	maxTokens, topK, threads       int
-	temperature, topP, minP        float64
-	seed                           int64
-	ids, noBOS                     bool
-	stops                          stringList
+	model, prompt           string
+	maxTokens, topK         int
+	temperature, topP, minP float64
+	seed                    int64
+	ids, noBOS              bool
+	stops                   stringList
+	engine                  engine.Options
 }
 
 type stringList []string
@@ -39,7 +39,8 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	var c config
+	c := config{engine: engine.DefaultOptions()}
+	c.engine.MaxSeqs = 1
 	fs := flag.NewFlagSet("duet-generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.model, "model", "", "path of a GGUF model (required)")
@@ -52,9 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&c.seed, "seed", -1, "random seed (-1: a fresh random one)")
 	fs.BoolVar(&c.ids, "ids", false, "print the generated token ids, comma-separated, instead of text")
 	fs.Var(&c.stops, "stop", "stop string (repeatable, up to 4)")
-	fs.StringVar(&c.kvDType, "kv-dtype", "f32", "KV cache element type: f32, f16 or int8")
-	fs.StringVar(&c.kernel, "kernel", "", "force a kernel implementation: avx512, avx2 or generic")
-	fs.IntVar(&c.threads, "threads", 0, "compute goroutines (0: all cores)")
+	c.engine.AddFlags(fs) // the same engine flags and defaults as the nodes, so outputs compare
 	fs.BoolVar(&c.noBOS, "no-bos", false, "do not prepend the BOS token")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -79,23 +78,11 @@ func generate(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
-	opts := engine.DefaultOptions()
-	if opts.KVDType, err = kvcache.ParseDType(c.kvDType); err != nil {
-		return err
-	}
-	opts.Kernel, opts.Workers, opts.MaxSeqs = c.kernel, c.threads, 1
 	prompt := m.Tokenizer.Encode(c.prompt, !c.noBOS && m.Tokenizer.AddBOS())
 	if len(prompt) == 0 {
 		return errors.New("empty prompt: give --prompt or allow BOS")
 	}
-	// Size the pool for this one sequence.
-	opts.KVMemory = 0
-	ctxLen := min(m.LM.ContextLen, len(prompt)+c.maxTokens)
-	if c.maxTokens <= 0 {
-		ctxLen = m.LM.ContextLen
-	}
-	opts.KVBlocks = (ctxLen + opts.BlockTokens - 1) / opts.BlockTokens
-	eng, err := engine.New(m, opts)
+	eng, err := engine.New(m, c.engine)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -139,10 +140,16 @@ func (d *Dispatcher) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// assign records (add) or forgets (remove) this router's own load on a node.
-func (d *Dispatcher) assign(id string, blocks int, tokens int64, seqs int) {
+// unassign forgets the load that choose put on a pair's nodes.
+func (d *Dispatcher) unassign(pr pair, blocks int, tokens int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.addPending(pr.d.ID, -blocks, 0, -1)
+	d.addPending(pr.p.ID, 0, -tokens, 0)
+}
+
+// addPending changes this router's own load on a node; d.mu is held.
+func (d *Dispatcher) addPending(id string, blocks int, tokens int64, seqs int) {
 	p := d.pending[id]
 	if p == nil {
 		p = &pending{}
@@ -157,8 +164,6 @@ func (d *Dispatcher) assign(id string, blocks int, tokens int64, seqs int) {
 }
 
 func (d *Dispatcher) pendingOf(id string) pending {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if p := d.pending[id]; p != nil {
 		return *p
 	}
@@ -171,14 +176,20 @@ type pair struct {
 	local bool
 }
 
-// choose picks the next pair to try for a request needing blocks KV blocks.
-func (d *Dispatcher) choose(model string, blocks int, avoidP, avoidD map[string]bool) (pair, error) {
+// choose picks the next pair to try for a request of tokens prompt tokens
+// needing blocks KV blocks, and counts the request on both nodes at once
+// (undo with unassign), so that concurrent requests spread out before the
+// nodes report their new load. Among equally good nodes the pick is random.
+func (d *Dispatcher) choose(model string, blocks int, tokens int64, avoidP, avoidD map[string]bool) (pair, error) {
 	decoders := d.dir.Routable(cluster.RoleDecode)
 	prefillers := d.dir.Routable(cluster.RolePrefill)
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	type cand struct {
 		v       cluster.NodeView
 		free    int
 		running int
+		tie     int
 	}
 	var ds []cand
 	served := false
@@ -191,7 +202,7 @@ func (d *Dispatcher) choose(model string, blocks int, avoidP, avoidD map[string]
 			continue
 		}
 		pd := d.pendingOf(v.ID)
-		c := cand{v: v, free: v.Load.FreeBlocks - pd.blocks, running: v.Load.RunningSeqs + pd.seqs}
+		c := cand{v: v, free: v.Load.FreeBlocks - pd.blocks, running: v.Load.RunningSeqs + pd.seqs, tie: rand.Int()}
 		if c.free < blocks {
 			continue
 		}
@@ -200,34 +211,47 @@ func (d *Dispatcher) choose(model string, blocks int, avoidP, avoidD map[string]
 	if !served {
 		return pair{}, fmt.Errorf("%w: no routable decode node serves %q", gen.ErrUnavailable, model)
 	}
-	slices.SortStableFunc(ds, func(a, b cand) int {
-		if c := cmp.Compare(b.free, a.free); c != 0 {
+	// Most free blocks first, in steps of a typical request so that a
+	// node's few reserved blocks do not outweigh its running sequences.
+	slices.SortFunc(ds, func(a, b cand) int {
+		if c := cmp.Compare(b.free/(4*blocks), a.free/(4*blocks)); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.running, b.running)
+		if c := cmp.Compare(a.running, b.running); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.tie, b.tie)
 	})
 	for _, dc := range ds {
+		var pr pair
 		if dc.v.Role == cluster.RoleBoth && !avoidP[dc.v.ID] {
-			return pair{p: dc.v, d: dc.v, local: true}, nil
-		}
-		var best *cluster.NodeView
-		var bestQ int64
-		for i := range prefillers {
-			pv := prefillers[i]
-			if avoidP[pv.ID] || !compatible(pv, dc.v) {
+			pr = pair{p: dc.v, d: dc.v, local: true}
+		} else {
+			var best *cluster.NodeView
+			var bestQ int64
+			bestTie := 0
+			for i := range prefillers {
+				pv := prefillers[i]
+				if avoidP[pv.ID] || !compatible(pv, dc.v) {
+					continue
+				}
+				q := int64(pv.Load.QueuedPrefillTokens) + d.pendingOf(pv.ID).tokens
+				if pv.ID == dc.v.ID {
+					q = -1 // a "both" decode node prefills its own requests
+				}
+				tie := rand.Int()
+				if best == nil || q < bestQ || q == bestQ && tie < bestTie {
+					best, bestQ, bestTie = &prefillers[i], q, tie
+				}
+			}
+			if best == nil {
 				continue
 			}
-			q := int64(pv.Load.QueuedPrefillTokens) + d.pendingOf(pv.ID).tokens
-			if pv.ID == dc.v.ID {
-				q = -1 // a "both" decode node prefills its own requests
-			}
-			if best == nil || q < bestQ {
-				best, bestQ = &prefillers[i], q
-			}
+			pr = pair{p: *best, d: dc.v, local: best.ID == dc.v.ID}
 		}
-		if best != nil {
-			return pair{p: *best, d: dc.v, local: best.ID == dc.v.ID}, nil
-		}
+		d.addPending(pr.d.ID, blocks, 0, 1)
+		d.addPending(pr.p.ID, 0, tokens, 0)
+		return pr, nil
 	}
 	if len(ds) == 0 {
 		return pair{}, fmt.Errorf("%w: no decode node has %d free KV blocks", gen.ErrOverloaded, blocks)
@@ -256,19 +280,28 @@ func (d *Dispatcher) Generate(ctx context.Context, req *gen.Request, emit func(g
 	avoidP, avoidD := map[string]bool{}, map[string]bool{}
 	var last error
 	for attempt := 0; attempt < d.cfg.Attempts; attempt++ {
-		pr, err := d.choose(req.Model, blocks, avoidP, avoidD)
+		pr, err := d.choose(req.Model, blocks, int64(len(req.Prompt)), avoidP, avoidD)
 		if err != nil {
 			if last != nil && !errors.Is(err, gen.ErrOverloaded) {
 				return gen.Result{}, fmt.Errorf("%w (after: %v)", err, last)
 			}
 			return gen.Result{}, err
 		}
-		res, emitted, err := d.attempt(ctx, req, sp, pr, emit)
+		// The pair's load counts until the first token: by then both nodes
+		// report it themselves.
+		var once sync.Once
+		release := func() { once.Do(func() { d.unassign(pr, blocks, int64(len(req.Prompt))) }) }
+		res, emitted, err := d.attempt(ctx, req, sp, pr, emit, release)
+		release()
 		if err == nil {
 			return res, nil
 		}
 		var le *legError
 		if emitted > 0 || ctx.Err() != nil || !errors.As(err, &le) || !le.retry {
+			if ctx.Err() == nil {
+				d.lg.Warn("generation failed", zap.String("request-id", req.ID), zap.String("prefill", pr.p.ID),
+					zap.String("decode", pr.d.ID), zap.Int("tokens", emitted), zap.Error(err))
+			}
 			if emitted > 0 {
 				return gen.Result{}, &gen.StreamError{Tokens: emitted, Err: err}
 			}
@@ -283,11 +316,14 @@ func (d *Dispatcher) Generate(ctx context.Context, req *gen.Request, emit func(g
 		}
 		last = err
 	}
+	if status.Code(last) == codes.ResourceExhausted || errors.Is(last, gen.ErrOverloaded) {
+		return gen.Result{}, fmt.Errorf("%w: %d attempts found no capacity, last: %v", gen.ErrOverloaded, d.cfg.Attempts, last)
+	}
 	return gen.Result{}, fmt.Errorf("%w: %d attempts failed, last: %v", gen.ErrUnavailable, d.cfg.Attempts, last)
 }
 
 // attempt runs one pair. emitted counts tokens passed to emit.
-func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1.SamplingParams, pr pair, emit func(gen.Token) error) (res gen.Result, emitted int, err error) {
+func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1.SamplingParams, pr pair, emit func(gen.Token) error, release func()) (res gen.Result, emitted int, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dc, err := d.conn(pr.d.GRPCAddr)
@@ -317,8 +353,6 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 		}
 		return res, 0, &legError{node: pr.d.ID, retry: status.Code(err) != codes.InvalidArgument, err: fmt.Errorf("reserve on %s: %w", pr.d.ID, err)}
 	}
-	d.assign(pr.d.ID, len(rr.GetBlocks()), 0, 1)
-	defer d.assign(pr.d.ID, -len(rr.GetBlocks()), 0, -1)
 	token := rr.GetDescriptor_()
 	if !pr.local {
 		if token, err = descriptorToken(rr.GetDescriptor_()); err != nil {
@@ -354,9 +388,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 	defer cancel() // runs before readers.Wait: unblocks the reader
 
 	// 3. Prefill, up to the first token.
-	d.assign(pr.p.ID, 0, int64(len(req.Prompt)), 0)
 	first, err := d.prefill(ctx, pre, req, sp, pr, rr)
-	d.assign(pr.p.ID, 0, -int64(len(req.Prompt)), 0)
 	if err != nil {
 		// A dead decode node fails the transfer too: blame the leg whose
 		// stream broke.
@@ -369,6 +401,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 		}
 		return res, 0, &legError{node: pr.p.ID, isP: true, retry: status.Code(err) != codes.InvalidArgument, err: fmt.Errorf("prefill on %s: %w", pr.p.ID, err)}
 	}
+	release()
 	tok := toToken(first)
 	if err := emit(tok); err != nil {
 		return res, 1, err

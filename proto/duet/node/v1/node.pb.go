@@ -74,8 +74,11 @@ type InfoResponse struct {
 	Draining            bool                   `protobuf:"varint,9,opt,name=draining,proto3" json:"draining,omitempty"`
 	Version             string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
 	MaxContext          int32                  `protobuf:"varint,11,opt,name=max_context,json=maxContext,proto3" json:"max_context,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Requests accepted since start (reservations on a decode node, prefill
+	// requests on a prefill node; both on a colocated node).
+	Requests      uint64 `protobuf:"varint,12,opt,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -185,12 +188,19 @@ func (x *InfoResponse) GetMaxContext() int32 {
 	return 0
 }
 
+func (x *InfoResponse) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
 var File_duet_node_v1_node_proto protoreflect.FileDescriptor
 
 const file_duet_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\x17duet/node/v1/node.proto\x12\fduet.node.v1\x1a\x1bduet/common/v1/common.proto\"\r\n" +
-	"\vInfoRequest\"\xe3\x02\n" +
+	"\vInfoRequest\"\xff\x02\n" +
 	"\fInfoResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
@@ -205,7 +215,8 @@ const file_duet_node_v1_node_proto_rawDesc = "" +
 	"\aversion\x18\n" +
 	" \x01(\tR\aversion\x12\x1f\n" +
 	"\vmax_context\x18\v \x01(\x05R\n" +
-	"maxContext2L\n" +
+	"maxContext\x12\x1a\n" +
+	"\brequests\x18\f \x01(\x04R\brequests2L\n" +
 	"\vNodeService\x12=\n" +
 	"\x04Info\x12\x19.duet.node.v1.InfoRequest\x1a\x1a.duet.node.v1.InfoResponseB4Z2github.com/duet-llm/duet/proto/duet/node/v1;nodev1b\x06proto3"
 
