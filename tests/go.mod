@@ -14,6 +14,7 @@ replace (
 
 require (
 	github.com/duet-llm/duet/cluster v0.0.0-00010101000000-000000000000
+	github.com/duet-llm/duet/engine v0.0.0-00010101000000-000000000000
 	github.com/duet-llm/duet/proto v0.0.0-00010101000000-000000000000
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.85.0
@@ -79,7 +80,7 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260817212433-ac3dfec99bb1 // indirect
