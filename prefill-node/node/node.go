@@ -5,14 +5,17 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/duet-llm/duet/cluster"
 	"github.com/duet-llm/duet/cluster/envflag"
@@ -20,6 +23,7 @@ import (
 	"github.com/duet-llm/duet/engine"
 	"github.com/duet-llm/duet/engine/version"
 	"github.com/duet-llm/duet/kvtransfer"
+	"github.com/duet-llm/duet/kvtransfer/rdma"
 	"github.com/duet-llm/duet/kvtransfer/tcp"
 )
 
@@ -170,7 +174,7 @@ func (n *Node) Describe(kvAddr string) cluster.Node {
 	return cluster.Node{ID: n.Cfg.ID, Role: n.Cfg.Role, KVAddr: kvAddr, ModelID: n.Model.ID,
 		KVLayout: cluster.KVLayout{DType: l.DType.String(), BlockTokens: l.BlockTokens, Layers: l.Layers,
 			KVHeads: l.KVHeads, HeadDim: l.HeadDim, Kernel: engine.KernelName()},
-		TotalBlocks: n.Engine.Pool().NumBlocks(), Host: n.Cfg.Host, Zone: n.Cfg.Zone,
+		TotalBlocks: n.Engine.Pool().NumBlocks(), Host: n.Cfg.Host, Zone: n.Cfg.Zone, RDMADevices: RDMADevices(),
 		Version: version.Version, StartedAt: time.Now()}
 }
 
@@ -180,20 +184,85 @@ func (n *Node) Join(kvAddr string) *member.Member {
 	return n.Member
 }
 
-// Sender builds the KV transport a prefill sends with: TCP, and RDMA
-// where the flags and the hardware allow (see kvtransfer.Selector). Run
-// the returned tcp transport's Run for as long as it is used.
-func (n *Node) Sender() (kvtransfer.Transport, *tcp.Transport, error) {
+// Sender builds the KV transport a prefill sends with: TCP, and RDMA when
+// this host has a device, the flags allow it and the peer offers it (see
+// kvtransfer.Selector, which falls back to TCP and says why). run runs the
+// transports' connection loops for as long as they are used.
+func (n *Node) Sender() (tr kvtransfer.Transport, run func(context.Context) error, err error) {
 	mode, err := kvtransfer.ParseMode(n.Cfg.KVTransport)
 	if err != nil {
 		return nil, nil, err
 	}
-	t := tcp.New(tcp.Config{Conns: n.Cfg.KVConns, CRC: n.Cfg.KVCRC}, n.Log.Named("kv"))
-	sel, err := kvtransfer.NewSelector(kvtransfer.SelectorConfig{Mode: mode, TCP: t}, n.Log.Named("kv"))
+	lg := n.Log.Named("kv")
+	tcfg := tcp.Config{Conns: n.Cfg.KVConns, CRC: n.Cfg.KVCRC}
+	t := tcp.New(tcfg, lg)
+	runs := []func(context.Context) error{t.Run}
+	sc := kvtransfer.SelectorConfig{Mode: mode, TCP: t}
+	if mode != kvtransfer.ModeTCP {
+		var disc rdma.Discovery
+		if reason := rdmaUnavailable(&disc); reason != "" {
+			lg.Info("kv sender without rdma", zap.String("reason", reason))
+		} else {
+			rt, dialer := rdma.NewTransport(tcfg, rdma.Config{Discovery: disc}, lg)
+			dialer.RegisterSource(n.Engine.Pool().Arena())
+			sc.RDMA = rt
+			runs = append(runs, rt.Run)
+		}
+	}
+	sel, err := kvtransfer.NewSelector(sc, lg)
 	if err != nil {
 		return nil, nil, err
 	}
-	return sel, t, nil
+	return sel, func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		for _, r := range runs {
+			g.Go(func() error { return r(ctx) })
+		}
+		return g.Wait()
+	}, nil
+}
+
+// Acceptor opens the RDMA side of a decode node's KV server when this host
+// has a device and the flags allow it; nil (with the reason logged) means
+// TCP only. Register the KV pool with recv first.
+func (n *Node) Acceptor(recv *kvtransfer.Receiver, listen string) *rdma.Acceptor {
+	lg := n.Log.Named("kv")
+	mode, _ := kvtransfer.ParseMode(n.Cfg.KVTransport)
+	if mode == kvtransfer.ModeTCP {
+		return nil
+	}
+	var disc rdma.Discovery
+	if reason := rdmaUnavailable(&disc); reason != "" {
+		lg.Info("kv receiver without rdma", zap.String("reason", reason))
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(listen)
+	acc, err := rdma.OpenAcceptor(rdma.Config{Discovery: disc}, recv, net.ParseIP(host), lg)
+	if err != nil {
+		lg.Warn("kv receiver without rdma", zap.Error(err))
+		return nil
+	}
+	return acc
+}
+
+// RDMADevices lists this host's RDMA devices (for the cluster descriptor).
+func RDMADevices() []string {
+	lib, err := rdma.Load()
+	if err != nil {
+		return nil
+	}
+	devs, _ := lib.Devices()
+	return devs
+}
+
+func rdmaUnavailable(d *rdma.Discovery) string {
+	if !d.HasDevices() {
+		return "no RDMA device in /sys/class/infiniband"
+	}
+	if _, err := rdma.Load(); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 // Close releases the engine and the model.

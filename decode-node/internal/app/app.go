@@ -54,6 +54,21 @@ func Run(ctx context.Context, cfg Config) error {
 
 	recv := kvtransfer.NewReceiver(kvtransfer.ReceiverConfig{}, lg.Named("kv"))
 	defer recv.Close()
+	// Load goes to the member once it exists (see Join below).
+	var (
+		mu   sync.Mutex
+		load cluster.Load
+		m    *member.Member
+	)
+	report := func(f func(*cluster.Load)) {
+		mu.Lock()
+		f(&load)
+		l, mm := load, m
+		mu.Unlock()
+		if mm != nil {
+			mm.UpdateLoad(l)
+		}
+	}
 	// The advertised KV address: the flag, else the listen address with a
 	// wildcard host resolved; with port 0 the listener's own address.
 	adv := cfg.KVAdvertise
@@ -65,7 +80,20 @@ func Run(ctx context.Context, cfg Config) error {
 			adv = ""
 		}
 	}
-	kvSrv := tcp.NewServer(tcp.ServerConfig{Addr: cfg.KVListen, Advertise: adv}, recv, lg.Named("kv"))
+	dec, err := decode.New(decode.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
+		AllowLocal: cfg.Role == cluster.RoleBoth,
+		OnLoad: func(l decode.Load) {
+			report(func(c *cluster.Load) { c.FreeBlocks, c.RunningSeqs = l.FreeBlocks, l.RunningSeqs })
+		}}, n.Engine, recv, lg.Named("decode")) // registers the KV pool with recv
+	if err != nil {
+		return err
+	}
+	scfg := tcp.ServerConfig{Addr: cfg.KVListen, Advertise: adv}
+	if acc := n.Acceptor(recv, cfg.KVListen); acc != nil {
+		defer acc.Close()
+		scfg.RDMA = acc
+	}
+	kvSrv := tcp.NewServer(scfg, recv, lg.Named("kv"))
 	kvCtx, stopKV := context.WithCancel(context.Background())
 	defer stopKV()
 	var kvg errgroup.Group
@@ -81,37 +109,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if adv == "" {
 		adv = kvSrv.Addr().String()
 	}
-	m := n.Join(adv)
-
-	var (
-		mu   sync.Mutex
-		load cluster.Load
-	)
-	report := func(f func(*cluster.Load)) {
-		mu.Lock()
-		f(&load)
-		l := load
-		mu.Unlock()
-		m.UpdateLoad(l)
-	}
-	dec, err := decode.New(decode.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
-		AllowLocal: cfg.Role == cluster.RoleBoth,
-		OnLoad: func(l decode.Load) {
-			report(func(c *cluster.Load) { c.FreeBlocks, c.RunningSeqs = l.FreeBlocks, l.RunningSeqs })
-		}}, n.Engine, recv, lg.Named("decode"))
-	if err != nil {
-		return err
-	}
+	mu.Lock()
+	m = n.Join(adv)
+	mu.Unlock()
 	report(func(c *cluster.Load) { c.FreeBlocks = n.Engine.Pool().FreeBlocks() })
 
 	var (
-		pre   *prefill.Server
-		tcpT  *tcp.Transport
-		drain = dec.Drain
+		pre       *prefill.Server
+		runSender func(context.Context) error
+		drain     = dec.Drain
 	)
 	if cfg.Role == cluster.RoleBoth {
 		var sender kvtransfer.Transport
-		if sender, tcpT, err = n.Sender(); err != nil {
+		if sender, runSender, err = n.Sender(); err != nil {
 			return err
 		}
 		pre = prefill.New(prefill.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
@@ -133,7 +143,7 @@ func Run(ctx context.Context, cfg Config) error {
 			g, ctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return dec.Run(ctx) })
 			if pre != nil {
-				g.Go(func() error { return tcpT.Run(ctx) })
+				g.Go(func() error { return runSender(ctx) })
 				g.Go(func() error { return pre.Run(ctx) })
 			}
 			return g.Wait()

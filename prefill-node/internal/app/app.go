@@ -23,7 +23,7 @@ func Run(ctx context.Context, cfg node.Config) error {
 		return err
 	}
 	defer n.Close()
-	sender, tcpT, err := n.Sender()
+	sender, runSender, err := n.Sender()
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func Run(ctx context.Context, cfg node.Config) error {
 		srv.Drain,
 		func(ctx context.Context) error {
 			g, ctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return tcpT.Run(ctx) })
+			g.Go(func() error { return runSender(ctx) })
 			g.Go(func() error { return srv.Run(ctx) })
 			return g.Wait()
 		})
