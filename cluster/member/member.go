@@ -27,9 +27,15 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/duet-llm/duet/cluster"
 	"github.com/duet-llm/duet/cluster/embedetcd"
 )
+
+// flagTimeout bounds the wait for etcd to store the draining flag.
+const flagTimeout = 2 * time.Second
 
 // Config is how a member serves and leaves.
 type Config struct {
@@ -51,6 +57,7 @@ type Member struct {
 
 	mu   sync.Mutex
 	reg  *cluster.Registrar
+	cli  *clientv3.Client
 	load *cluster.Load // latest load, applied when the registrar exists
 }
 
@@ -76,6 +83,40 @@ func (m *Member) UpdateLoad(l cluster.Load) {
 	m.mu.Unlock()
 	if reg != nil {
 		reg.UpdateLoad(l)
+	}
+}
+
+// Collector exports the member's registration and gossip (the
+// Registrar's collector) and etcd's health (cluster.EtcdCollector), from
+// the moment Run has them; register it before Run.
+func (m *Member) Collector() prometheus.Collector { return memberCollector{m} }
+
+type memberCollector struct{ m *Member }
+
+func (c memberCollector) parts() []prometheus.Collector {
+	c.m.mu.Lock()
+	reg := c.m.reg
+	c.m.mu.Unlock()
+	out := []prometheus.Collector{cluster.EtcdCollector(c.m.etcdClient, 0)}
+	if reg != nil {
+		out = append(out, reg.Collector())
+	}
+	return out
+}
+
+func (m *Member) etcdClient() *clientv3.Client {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cli
+}
+
+// Describe sends nothing: the member's series appear once it runs (an
+// unchecked collector).
+func (c memberCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c memberCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.parts() {
+		p.Collect(ch)
 	}
 }
 
@@ -111,10 +152,15 @@ func (m *Member) Run(ctx context.Context, register func(*grpc.Server), drain fun
 		lis.Close()
 		return err
 	}
-	defer cli.Close()
+	defer func() {
+		m.mu.Lock()
+		m.cli = nil
+		m.mu.Unlock()
+		cli.Close()
+	}()
 	reg := cluster.NewRegistrar(cl, cli, node, m.lg)
 	m.mu.Lock()
-	m.reg = reg
+	m.reg, m.cli = reg, cli
 	if m.load != nil {
 		reg.UpdateLoad(*m.load)
 	}
@@ -148,9 +194,14 @@ func (m *Member) Run(ctx context.Context, register func(*grpc.Server), drain fun
 	m.lg.Info("draining", zap.String("id", node.ID), zap.Duration("timeout", m.cfg.DrainTimeout))
 	hs.Shutdown()
 	dctx, cancel := context.WithTimeout(context.Background(), m.cfg.DrainTimeout)
-	if err := reg.Drain(dctx); err != nil {
+	// The draining flag goes out by gossip at once and to etcd as soon as
+	// etcd takes it; waiting for etcd is bounded so that a node whose etcd
+	// is down still drains and stops in time.
+	fctx, fcancel := context.WithTimeout(dctx, flagTimeout)
+	if err := reg.Drain(fctx); err != nil {
 		m.lg.Warn("draining flag not confirmed by etcd", zap.Error(err))
 	}
+	fcancel()
 	if err := drain(dctx); err != nil {
 		m.lg.Warn("drain incomplete", zap.Error(err))
 	}

@@ -63,6 +63,7 @@ func TestPDExactness(t *testing.T) {
 	t.Run("bad input", func(t *testing.T) { badInput(t, c) })
 	t.Run("client disconnect", func(t *testing.T) { clientDisconnect(t, c) })
 	allFree(t, c)
+	t.Run("etcd down", func(t *testing.T) { etcdDown(t, c) }) // last: the cluster keeps no etcd
 }
 
 func TestColocatedExactness(t *testing.T) {

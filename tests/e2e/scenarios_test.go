@@ -231,3 +231,21 @@ func killedNode(t *testing.T, c *localcluster.Cluster, logs *logBuffer) {
 		t.Fatalf("router still sent work to %s %v after it was killed:\n%s", victim.Name, cut.Sub(killed), strings.Join(tried, ""))
 	}
 }
+
+// etcdDown: with etcd gone, the router keeps routing on its last snapshot
+// and the nodes keep serving.
+func etcdDown(t *testing.T, c *localcluster.Cluster) {
+	if err := c.Etcd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	time.Sleep(500 * time.Millisecond) // let every client notice
+	for i := 0; i < 5; i++ {
+		w := want(t, model, prompts[i], 16)
+		code, got, err := complete(ctx, c.Endpoint, greedyBody(prompts[i], 16))
+		if err != nil || code != 200 || got.Choices[0].Text != w.text {
+			t.Fatalf("request %d with etcd down: %d %v %+v", i, code, err, got.Error)
+		}
+	}
+}
