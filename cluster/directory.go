@@ -66,6 +66,7 @@ type Directory struct {
 	readyOnce sync.Once
 	running   atomic.Bool
 	lists     atomic.Int64 // for Collector
+	watching  atomic.Bool  // for Collector: a watch runs from a fresh list
 
 	// afterList, when set (tests), runs after each successful list, before the watch starts.
 	afterList func()
@@ -200,7 +201,9 @@ func (d *Directory) syncEtcd(ctx context.Context) error {
 		if d.afterList != nil {
 			d.afterList()
 		}
+		d.watching.Store(true)
 		err = d.watch(ctx, rev+1)
+		d.watching.Store(false)
 		if ctx.Err() != nil {
 			break
 		}

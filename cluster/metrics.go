@@ -20,6 +20,8 @@ var (
 		"Sequences in a member's running batch, as it last reported.", []string{"id", "role"}, nil)
 	descLists = prometheus.NewDesc("duet_cluster_directory_lists_total",
 		"Full lists of the member prefix from etcd: one at start, one after every watch failure.", nil, nil)
+	descWatching = prometheus.NewDesc("duet_cluster_directory_watching",
+		"1 while the directory watches etcd from a fresh list (its view follows etcd), 0 while it lists or backs off.", nil, nil)
 
 	descRegistered = prometheus.NewDesc("duet_cluster_registered",
 		"1 while this member holds a lease with its key written, else 0.", nil, nil)
@@ -42,7 +44,7 @@ func (d *Directory) Collector() prometheus.Collector { return dirCollector{d} }
 type dirCollector struct{ d *Directory }
 
 func (c dirCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descMemberFree, descMemberQueued, descMemberRunning, descLists} {
+	for _, d := range []*prometheus.Desc{descMembers, descMemberFree, descMemberQueued, descMemberRunning, descLists, descWatching} {
 		ch <- d
 	}
 }
@@ -77,6 +79,11 @@ func (c dirCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(n), k.role, k.status)
 	}
 	ch <- prometheus.MustNewConstMetric(descLists, prometheus.CounterValue, float64(c.d.lists.Load()))
+	watching := 0.0
+	if c.d.watching.Load() {
+		watching = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descWatching, prometheus.GaugeValue, watching)
 }
 
 // Collector exports the Registrar's state: registered or not, registrations, writes and write
