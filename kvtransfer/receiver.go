@@ -555,6 +555,7 @@ func (a *Attachment) Credit(n int64) {
 	a.res.received += n
 	a.res.mu.Unlock()
 	a.res.r.stats.BytesReceived.Add(uint64(n))
+	a.res.r.stats.BytesReceivedRDMA.Add(uint64(n))
 }
 
 // Commit ends the reservation as committed with payload once total bytes

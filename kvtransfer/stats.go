@@ -4,8 +4,11 @@ import "sync/atomic"
 
 // Stats is a snapshot of counters, plain fields for a metrics exporter.
 type Stats struct {
-	BytesSent     uint64 // payload bytes handed to the wire (sender)
-	BytesReceived uint64 // payload bytes landed in slots (receiver)
+	BytesSent     uint64 // payload bytes handed to the wire or posted as RDMA writes (sender)
+	BytesReceived uint64 // payload bytes landed in slots (receiver), BytesReceivedRDMA included
+	// BytesReceivedRDMA is the part of BytesReceived written by one-sided
+	// RDMA (credited at commit); the rest came in TCP frames.
+	BytesReceivedRDMA uint64
 
 	Reserved  uint64 // reservations granted (receiver)
 	Committed uint64 // reservations or sessions by outcome
@@ -23,7 +26,7 @@ type Stats struct {
 
 // Counters are live atomic counters; Snapshot reads them.
 type Counters struct {
-	BytesSent, BytesReceived                                atomic.Uint64
+	BytesSent, BytesReceived, BytesReceivedRDMA             atomic.Uint64
 	Reserved, Committed, Aborted, Expired, Canceled, Failed atomic.Uint64
 	Refused, SessionsTCP, SessionsRDMA, Fallbacks           atomic.Uint64
 }
@@ -31,7 +34,7 @@ type Counters struct {
 // Snapshot returns the current values.
 func (c *Counters) Snapshot() Stats {
 	return Stats{
-		BytesSent: c.BytesSent.Load(), BytesReceived: c.BytesReceived.Load(),
+		BytesSent: c.BytesSent.Load(), BytesReceived: c.BytesReceived.Load(), BytesReceivedRDMA: c.BytesReceivedRDMA.Load(),
 		Reserved: c.Reserved.Load(), Committed: c.Committed.Load(), Aborted: c.Aborted.Load(),
 		Expired: c.Expired.Load(), Canceled: c.Canceled.Load(), Failed: c.Failed.Load(),
 		Refused: c.Refused.Load(), SessionsTCP: c.SessionsTCP.Load(), SessionsRDMA: c.SessionsRDMA.Load(),

@@ -789,6 +789,7 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 			if err := c.rdma.Write(sl.Region, sl.Offset+uint64(off), chunk); err != nil {
 				return s.fail(&kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id, Err: err})
 			}
+			s.t.stats.BytesSent.Add(uint64(n))
 		} else {
 			f := &frame{payload: chunk, write: true, id: s.id, crc: s.t.cfg.CRC}
 			h := wire.Header{Type: wire.FrameWrite, Length: uint32(n), ID: s.id, Slot: uint32(slot), Arg: uint64(off)}
