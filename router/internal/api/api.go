@@ -90,6 +90,9 @@ type Config struct {
 	// WriteTimeout bounds each write of a streamed chunk, so a client that
 	// stops reading cannot hold a generation slot forever. 0: no bound.
 	WriteTimeout time.Duration
+	// Observer, when set, is told how each completion request went
+	// (metrics, the dashboard).
+	Observer Observer
 }
 
 // DefaultConfig returns the defaults (no models, no API keys).
@@ -238,9 +241,10 @@ func (a *API) Models() []ModelInfo {
 
 // route is one path's handlers by method.
 type route struct {
-	methods map[string]handlerFunc
-	auth    bool
-	probe   bool // logged at debug, not info
+	methods  map[string]handlerFunc
+	auth     bool
+	probe    bool   // logged at debug, not info
+	endpoint string // completion endpoints: told to the Observer
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, rl *reqLog)
@@ -248,9 +252,9 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, rl *reqLog)
 func (a *API) lookup(path string) (route, bool) {
 	switch path {
 	case "/v1/completions":
-		return route{methods: map[string]handlerFunc{http.MethodPost: a.completions}, auth: true}, true
+		return route{methods: map[string]handlerFunc{http.MethodPost: a.completions}, auth: true, endpoint: EndpointCompletions}, true
 	case "/v1/chat/completions":
-		return route{methods: map[string]handlerFunc{http.MethodPost: a.chatCompletions}, auth: true}, true
+		return route{methods: map[string]handlerFunc{http.MethodPost: a.chatCompletions}, auth: true, endpoint: EndpointChat}, true
 	case "/v1/models":
 		return route{methods: map[string]handlerFunc{http.MethodGet: a.listModels, http.MethodHead: a.listModels}, auth: true}, true
 	case "/healthz":
@@ -269,7 +273,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	id := requestID(r.Header.Get("X-Request-Id"))
 	w.Header().Set("X-Request-Id", id)
 	sw := &statusWriter{ResponseWriter: w}
-	rl := &reqLog{id: id}
+	rl := &reqLog{id: id, arrived: start}
 	rt, ok := a.lookup(r.URL.Path)
 	switch h := rt.methods[r.Method]; {
 	case !ok:
@@ -295,7 +299,11 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		h(sw, r, rl)
 	}
-	a.logRequest(r, sw, rl, rt.probe, time.Since(start))
+	d := time.Since(start)
+	a.logRequest(r, sw, rl, rt.probe, d)
+	if rt.endpoint != "" && r.Method == http.MethodPost {
+		a.observe(rt.endpoint, sw, rl, d)
+	}
 }
 
 // authorized checks the bearer key in constant time (hashes of equal
@@ -366,8 +374,12 @@ type reqLog struct {
 	ttft             time.Duration
 	retries          int
 	clientGone       bool
+	streamFailed     bool // a started stream ended with an error event
 	err              error
 	timings          map[string]time.Duration
+	arrived          time.Time // when the request came in
+	firstAt          time.Time // when its first token came (zero: none)
+	lastAt           time.Time // when its latest token came
 }
 
 // statusClientClosed is logged (never sent) when the client went away.

@@ -104,4 +104,14 @@
 // stream, prompt-tokens, completion-tokens, finish-reason, seed,
 // queue-wait, ttft (from the end of the queue wait to the first token),
 // duration, the generator's timings and the error.
+//
+// # Observing
+//
+// Config.Observer, when set, is told about every completion request once
+// its answer is over (Done: endpoint, model, outcome, status, token counts,
+// the queue wait, the time to first token from the request's arrival, the
+// duration and the generator's timings) and about every token after a
+// request's first (InterToken: the gap since the previous token). Package
+// metrics implements it; Load reports the running and queued generations.
+// Probes and model lists are not completion requests and are not observed.
 package api

@@ -296,9 +296,14 @@ func (ru *run) emit(t gen.Token) error {
 		return fmt.Errorf("%w: token index %d, want %d", errProtocol, t.Index, ru.tokens)
 	}
 	ru.tokens++
+	now := time.Now()
 	if ru.tokens == 1 {
-		ru.rl.ttft = time.Since(ru.start)
+		ru.rl.ttft = now.Sub(ru.start)
+		ru.rl.firstAt = now
+	} else if o := ru.a.cfg.Observer; o != nil {
+		o.InterToken(now.Sub(ru.rl.lastAt))
 	}
+	ru.rl.lastAt = now
 	if t.Finish == gen.FinishStop { // a stop token: never text
 		ru.finish = gen.FinishStop
 		return nil
@@ -405,6 +410,7 @@ func (ru *run) done(res gen.Result, err error) *apiError {
 			return nil
 		}
 		if ru.started {
+			rl.streamFailed = true
 			ru.streamError()
 			return nil
 		}

@@ -14,6 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -23,7 +27,9 @@ import (
 	"github.com/duet-llm/duet/cluster/member"
 	"github.com/duet-llm/duet/engine/version"
 	"github.com/duet-llm/duet/router/internal/api"
+	"github.com/duet-llm/duet/router/internal/dashboard"
 	"github.com/duet-llm/duet/router/internal/dispatch"
+	"github.com/duet-llm/duet/router/internal/metrics"
 )
 
 // EnvPrefix is the prefix of the environment variables that set flags.
@@ -115,6 +121,29 @@ type readiness struct {
 
 func (r *readiness) Ready(model string) bool { return !r.draining.Load() && r.d.Ready(model) }
 
+// routes serves /metrics and /dashboard next to the API, which answers
+// every other path. Like the probes, neither needs an API key.
+func routes(api, metrics, dash http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/metrics":
+			metrics.ServeHTTP(w, r)
+		case p == "/dashboard" || strings.HasPrefix(p, "/dashboard/"):
+			dash.ServeHTTP(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
+}
+
+// buildInfo is duet_build_info: 1, labelled with what this process is.
+func buildInfo(id string, role cluster.Role) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "duet_build_info",
+		Help:        "Always 1; the labels say which build and role this process runs.",
+		ConstLabels: prometheus.Labels{"version": version.Version, "role": string(role), "id": id}},
+		func() float64 { return 1 })
+}
+
 // Run serves the API until ctx ends, then drains: /readyz turns 503 (the
 // load balancer stops sending), the listener closes and in-flight requests
 // finish within the drain timeout.
@@ -166,6 +195,8 @@ func Run(ctx context.Context, cfg Config) error {
 	disp := dispatch.New(cfg.Dispatch, dir, lg.Named("dispatch"))
 	defer disp.Close()
 	ready := &readiness{d: disp}
+	rec := metrics.NewRecorder(metrics.Config{})
+	cfg.API.Observer = rec
 	a, err := api.New(cfg.API, disp, ready, lg.Named("api"))
 	if err != nil {
 		lis.Close()
@@ -174,7 +205,16 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, m := range a.Models() {
 		lg.Info("serving model", zap.Any("model", m))
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// One registry for the process: the router's own series, the cluster
+	// view, etcd's health, and the Go runtime's.
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(cfg.ID, cluster.RoleRouter), rec, metrics.DispatchCollector(disp), metrics.LoadCollector(a),
+		dir.Collector(), reg.Collector(), cluster.EtcdCollector(func() *clientv3.Client { return cli }, 0))
+	dash := dashboard.New(dashboard.Config{RouterID: cfg.ID, Version: version.Version},
+		dashboard.Sources{Members: dir.Snapshot, Traffic: rec.Traffic, Load: a.Load})
+	srv := &http.Server{Handler: routes(a.Handler(), promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}), dash.Handler()),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()

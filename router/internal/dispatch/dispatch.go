@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,7 +63,43 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
 	pending map[string]*pending // this router's assignments not yet in the membership view
+
+	stats counters
 }
+
+// Stats counts what the dispatcher did since start (for metrics).
+type Stats struct {
+	// Attempts is the node pairs tried; Retries those tried after another
+	// pair failed before the first token.
+	Attempts, Retries uint64
+	// PrefillFailures and DecodeFailures count failed legs by the node
+	// blamed (a retried attempt, or one that ended the generation).
+	PrefillFailures, DecodeFailures uint64
+	// NoPair counts generations that found no pair to try (no capacity,
+	// no compatible nodes).
+	NoPair uint64
+}
+
+type counters struct {
+	attempts, retries, prefillFailures, decodeFailures, noPair atomic.Uint64
+}
+
+// Stats returns the counters.
+func (d *Dispatcher) Stats() Stats {
+	c := &d.stats
+	return Stats{Attempts: c.attempts.Load(), Retries: c.retries.Load(), PrefillFailures: c.prefillFailures.Load(),
+		DecodeFailures: c.decodeFailures.Load(), NoPair: c.noPair.Load()}
+}
+
+// Keys of gen.Result.Timings: the parts of a successful generation's time
+// to first token that the dispatcher sees (see the package comment).
+const (
+	TimingDecodeAdmission = "decode-admission" // Reserve and Attach on the decode node
+	TimingPrefillQueue    = "prefill-queue"    // waiting in the prefill node's queue
+	TimingPrefillCompute  = "prefill-compute"  // the prefill node's forward passes
+	TimingPrefillOverhead = "prefill-overhead" // the rest of the prefill leg: RPC, session open, sampling
+	TimingKVTransfer      = "kv-transfer"      // first token to the decode node's Admitted: the KV not yet landed
+)
 
 // pending is what this router has put on a node recently.
 type pending struct {
@@ -282,6 +319,9 @@ func (d *Dispatcher) Generate(ctx context.Context, req *gen.Request, emit func(g
 	for attempt := 0; attempt < d.cfg.Attempts; attempt++ {
 		pr, err := d.choose(req.Model, blocks, int64(len(req.Prompt)), avoidP, avoidD)
 		if err != nil {
+			if attempt == 0 {
+				d.stats.noPair.Add(1)
+			}
 			if last != nil && !errors.Is(err, gen.ErrOverloaded) {
 				return gen.Result{}, fmt.Errorf("%w (after: %v)", err, last)
 			}
@@ -291,12 +331,23 @@ func (d *Dispatcher) Generate(ctx context.Context, req *gen.Request, emit func(g
 		// report it themselves.
 		var once sync.Once
 		release := func() { once.Do(func() { d.unassign(pr, blocks, int64(len(req.Prompt))) }) }
+		d.stats.attempts.Add(1)
+		if attempt > 0 {
+			d.stats.retries.Add(1)
+		}
 		res, emitted, err := d.attempt(ctx, req, sp, pr, emit, release)
 		release()
 		if err == nil {
 			return res, nil
 		}
 		var le *legError
+		if errors.As(err, &le) && ctx.Err() == nil {
+			if le.isP {
+				d.stats.prefillFailures.Add(1)
+			} else {
+				d.stats.decodeFailures.Add(1)
+			}
+		}
 		if emitted > 0 || ctx.Err() != nil || !errors.As(err, &le) || !le.retry {
 			if ctx.Err() == nil {
 				d.lg.Warn("generation failed", zap.String("request-id", req.ID), zap.String("prefill", pr.p.ID),
@@ -336,6 +387,8 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 	}
 	dec := decodev1.NewDecodeServiceClient(dc)
 	pre := prefillv1.NewPrefillServiceClient(pc)
+	timings := make(map[string]time.Duration, 5)
+	admitStart := time.Now()
 
 	// 1. Reserve.
 	rreq := &decodev1.ReserveRequest{RequestId: req.ID, Model: req.Model, PromptTokens: int32(len(req.Prompt)),
@@ -375,7 +428,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 		for {
 			ev, err := att.Recv()
 			select {
-			case events <- attachEvent{ev, err}:
+			case events <- attachEvent{ev, err, time.Now()}:
 			case <-ctx.Done():
 				return
 			}
@@ -388,7 +441,9 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 	defer cancel() // runs before readers.Wait: unblocks the reader
 
 	// 3. Prefill, up to the first token.
-	first, err := d.prefill(ctx, pre, req, sp, pr, rr)
+	prefillStart := time.Now()
+	timings[TimingDecodeAdmission] = prefillStart.Sub(admitStart)
+	ft, err := d.prefill(ctx, pre, req, sp, pr, rr)
 	if err != nil {
 		// A dead decode node fails the transfer too: blame the leg whose
 		// stream broke.
@@ -401,14 +456,20 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 		}
 		return res, 0, &legError{node: pr.p.ID, isP: true, retry: status.Code(err) != codes.InvalidArgument, err: fmt.Errorf("prefill on %s: %w", pr.p.ID, err)}
 	}
+	firstAt := time.Now()
+	queue := time.Duration(ft.GetQueueUs()) * time.Microsecond
+	compute := time.Duration(ft.GetComputeUs()) * time.Microsecond
+	timings[TimingPrefillQueue] = queue
+	timings[TimingPrefillCompute] = compute
+	timings[TimingPrefillOverhead] = max(0, firstAt.Sub(prefillStart)-queue-compute)
 	release()
-	tok := toToken(first)
+	tok := toToken(ft.GetToken())
 	if err := emit(tok); err != nil {
 		return res, 1, err
 	}
 	emitted = 1
 	if tok.Finish != "" {
-		return gen.Result{FinishReason: tok.Finish, CompletionTokens: 1}, emitted, nil
+		return gen.Result{FinishReason: tok.Finish, CompletionTokens: 1, Timings: timings}, emitted, nil
 	}
 
 	// 4. Decode stream.
@@ -425,6 +486,8 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 			}
 			timer.Reset(d.cfg.TokenTimeout)
 			switch {
+			case ev.ev.GetAdmitted() != nil:
+				timings[TimingKVTransfer] = max(0, ev.at.Sub(firstAt))
 			case ev.ev.GetToken() != nil:
 				t := toToken(ev.ev.GetToken())
 				if t.Index != emitted {
@@ -439,7 +502,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 				if f.GetReason() == "error" {
 					return res, emitted, fmt.Errorf("decode node %s: %s", pr.d.ID, f.GetError())
 				}
-				return gen.Result{FinishReason: f.GetReason(), CompletionTokens: emitted}, emitted, nil
+				return gen.Result{FinishReason: f.GetReason(), CompletionTokens: emitted, Timings: timings}, emitted, nil
 			}
 		case <-timer.C:
 			return res, emitted, fmt.Errorf("decode node %s sent nothing for %v", pr.d.ID, d.cfg.TokenTimeout)
@@ -452,10 +515,11 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 type attachEvent struct {
 	ev  *decodev1.AttachResponse
 	err error
+	at  time.Time // when it arrived
 }
 
 // prefill runs the prefill leg until the first token.
-func (d *Dispatcher) prefill(ctx context.Context, pre prefillv1.PrefillServiceClient, req *gen.Request, sp *commonv1.SamplingParams, pr pair, rr *decodev1.ReserveResponse) (*commonv1.Token, error) {
+func (d *Dispatcher) prefill(ctx context.Context, pre prefillv1.PrefillServiceClient, req *gen.Request, sp *commonv1.SamplingParams, pr pair, rr *decodev1.ReserveResponse) (*prefillv1.FirstToken, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.FirstTokenTimeout)
 	defer cancel()
 	st, err := pre.Prefill(ctx, &prefillv1.PrefillRequest{RequestId: req.ID, Model: req.Model, Tokens: req.Prompt, Sampling: sp,
@@ -473,7 +537,7 @@ func (d *Dispatcher) prefill(ctx context.Context, pre prefillv1.PrefillServiceCl
 			return nil, err
 		}
 		if ft := ev.GetFirstToken(); ft != nil {
-			return ft.GetToken(), nil
+			return ft, nil
 		}
 	}
 }

@@ -37,4 +37,16 @@
 // ends the generation with a gen.StreamError. No leg waits out another's
 // timeout: each call has its own deadline, and the reservation TTL is only
 // the safety net for a router that vanished.
+//
+// # Timings and counters
+//
+// A successful generation's gen.Result.Timings says where its time to
+// first token went, as this router sees the legs: decode-admission
+// (Reserve and Attach), prefill-queue and prefill-compute (the prefill
+// node's own figures from its first-token message), prefill-overhead (the
+// rest of the prefill leg: RPC, KV session, sampling) and kv-transfer (from
+// the first token to the decode node's Admitted event: the KV the compute
+// did not hide, which delays the second token). The API layer logs them
+// and package metrics exports them. Stats counts attempts, retries, failed
+// legs by side and generations that found no pair.
 package dispatch
