@@ -16,6 +16,7 @@ require (
 	github.com/duet-llm/duet/kvtransfer v0.0.0-00010101000000-000000000000
 	github.com/duet-llm/duet/prefill-node v0.0.0-00010101000000-000000000000
 	github.com/duet-llm/duet/proto v0.0.0-00010101000000-000000000000
+	github.com/prometheus/client_golang v1.24.1
 	go.uber.org/zap v1.28.0
 	golang.org/x/sync v0.25.0
 	google.golang.org/grpc v1.85.0
@@ -53,7 +54,6 @@ require (
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/miekg/dns v1.1.73 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.24.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.71.0 // indirect
 	github.com/prometheus/procfs v0.21.1 // indirect

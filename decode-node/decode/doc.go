@@ -35,4 +35,14 @@
 // A reservation that is never committed expires (its TTL); one that is
 // committed but never attached is canceled after the same TTL; a stream
 // that ends cancels its sequence. Every path frees the blocks exactly once.
+//
+// # Metrics and logs
+//
+// Server.Collector exports the KV pool by state (free, reserved: waiting
+// for its KV, running), reservations by outcome and refusals by reason,
+// the waits before a sequence joins the batch, and batch sizes and step
+// times (docs/metrics.md lists them). Every log line about a request
+// carries its request-id: reserved, kv committed and finished at debug
+// (the reserved line also names the kvtransfer reservation id that the
+// transfer library's own lines use).
 package decode

@@ -3,6 +3,7 @@ package decode
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -15,8 +16,9 @@ import (
 
 // admission hands a committed reservation to the decode loop.
 type admission struct {
-	r     *reservation
-	first int32
+	r         *reservation
+	first     int32
+	committed time.Time
 }
 
 // sequence is a running sequence in the decode batch.
@@ -94,6 +96,7 @@ func (s *Server) loop(ctx context.Context) {
 			tok[i][0] = q.next
 			steps = append(steps, engine.Step{Seq: &q.kv, Tokens: tok[i], Logits: q.logits})
 		}
+		began := time.Now()
 		if err := s.eng.Forward(steps, nil); err != nil {
 			s.lg.Error("decode step failed", zap.Error(err), zap.Int("batch", len(steps)))
 			for _, q := range running {
@@ -108,6 +111,7 @@ func (s *Server) loop(ctx context.Context) {
 				live = append(live, q)
 			}
 		}
+		s.m.stepped(len(steps), time.Since(began))
 		clear(running[len(live):])
 		running = live
 		s.running.Store(int32(len(running)))
@@ -129,6 +133,7 @@ func (s *Server) start(running []*sequence, a *admission, ws *sample.Workspace) 
 		r.finish(finishedErr(err))
 		return running
 	}
+	s.m.admitWait.Observe(time.Since(a.committed).Seconds())
 	q := &sequence{r: r, kv: kvcache.Seq{Blocks: r.blocks, Len: r.promptLen}, sampler: sm,
 		logits: make([]float32, s.vocab), next: a.first, index: 1}
 	s.running.Store(int32(len(running) + 1))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -35,6 +36,7 @@ type pair struct {
 	dec     decodev1.DecodeServiceClient
 	pre     prefillv1.PrefillServiceClient
 	decSrv  *decode.Server
+	preSrv  *prefill.Server
 	decEng  *engine.Engine
 	preEng  *engine.Engine
 	model   *engine.Model
@@ -93,6 +95,7 @@ func startPair(t *testing.T, o engine.Options) *pair {
 	sender := tcp.New(tcp.Config{Conns: 2}, lg)
 	g.Go(func() error { return sender.Run(ctx) })
 	pre := prefill.New(prefill.Config{NodeID: "p1"}, p.preEng, sender, nil, lg)
+	p.preSrv = pre
 	g.Go(func() error { return pre.Run(ctx) })
 
 	var stops []func()
@@ -215,6 +218,78 @@ func TestPDMatchesSingleProcess(t *testing.T) {
 	}
 	waitFree(t, p.decEng)
 	waitFree(t, p.preEng)
+
+	// The metrics saw the same requests.
+	dec, pre := p.decSrv.Collector(), p.preSrv.Collector()
+	capacity := float64(p.decEng.Pool().NumBlocks())
+	for _, ck := range []struct {
+		what      string
+		got, want float64
+	}{
+		{"decode requests ended", metricValue(t, dec, "duet_decode_requests_total", "outcome", "stop") + metricValue(t, dec, "duet_decode_requests_total", "outcome", "length"), float64(len(prompts))},
+		{"decode errors", metricValue(t, dec, "duet_decode_requests_total", "outcome", "error"), 0},
+		{"free blocks", metricValue(t, dec, "duet_decode_kv_blocks", "state", "free"), capacity},
+		{"capacity", metricValue(t, dec, "duet_decode_kv_capacity_blocks"), capacity},
+		{"kv waits observed", metricValue(t, dec, "duet_decode_kv_wait_seconds"), float64(len(prompts))},
+		{"sequences admitted", metricValue(t, dec, "duet_decode_admission_wait_seconds"), float64(len(prompts))},
+		{"prefill ok", metricValue(t, pre, "duet_prefill_requests_total", "outcome", "ok"), float64(len(prompts))},
+		{"prefill commits waited", metricValue(t, pre, "duet_prefill_kv_commit_wait_seconds"), float64(len(prompts))},
+		{"prefill queue empty", metricValue(t, pre, "duet_prefill_queued_tokens"), 0},
+	} {
+		if ck.got != ck.want {
+			t.Errorf("%s: %v, want %v", ck.what, ck.got, ck.want)
+		}
+	}
+	// Decode steps sampled every token but each request's first.
+	if sampled := metricValue(t, dec, "duet_decode_tokens_total"); sampled == 0 || metricValue(t, dec, "duet_decode_batch_seqs") == 0 {
+		t.Errorf("decode steps not counted: %v tokens", sampled)
+	}
+	// Chunked prefill: prompts longer than the 32-token budget took
+	// several steps of at most 32 tokens.
+	if steps := metricValue(t, pre, "duet_prefill_batch_tokens"); steps < float64(len(prompts)) {
+		t.Errorf("%v prefill steps for %d prompts", steps, len(prompts))
+	}
+}
+
+// metricValue gathers c and returns the value of the series named name
+// whose labels include the given pairs, summed (a histogram's count).
+func metricValue(t *testing.T, c prometheus.Collector, name string, labels ...string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum
 }
 
 func TestReservationRefusals(t *testing.T) {
@@ -250,6 +325,9 @@ func TestReservationRefusals(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	if n := metricValue(t, p.decSrv.Collector(), "duet_decode_reserve_rejected_total", "reason", "bad_request"); n != 5 {
+		t.Errorf("%v bad requests counted, want 5", n)
+	}
 	// Exhaust the pool: all or nothing, RESOURCE_EXHAUSTED.
 	big := greedy(p.decEng.MaxContext()-4, nil)
 	bsp, _ := protoconv.Sampling(big)
@@ -263,6 +341,12 @@ func TestReservationRefusals(t *testing.T) {
 			break
 		}
 		held = append(held, r)
+	}
+	if n := metricValue(t, p.decSrv.Collector(), "duet_decode_reserve_rejected_total", "reason", "no_capacity"); n != 1 {
+		t.Errorf("%v refusals for capacity counted, want 1", n)
+	}
+	if n := metricValue(t, p.decSrv.Collector(), "duet_decode_kv_blocks", "state", "reserved"); n == 0 {
+		t.Error("no reserved blocks while the pool is held")
 	}
 	for _, r := range append(held, rr) {
 		var d kvtransfer.Descriptor

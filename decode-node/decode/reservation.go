@@ -33,6 +33,7 @@ type reservation struct {
 	kv        *kvtransfer.Reservation // remote KV; nil when local
 	localDone chan *commonv1.KVCommit // local commit (nil: the prefill gave up)
 	acquired  atomic.Bool             // a local prefill holds the blocks
+	admitted  atomic.Bool             // the KV is committed: the blocks belong to a sequence
 
 	// events carries the stream to the attached router; it holds every
 	// event a request can produce, so senders never block.
@@ -86,6 +87,14 @@ func (r *reservation) cause() string {
 // reservation, once. Only the blocks' owner calls it.
 func (r *reservation) finish(f *decodev1.Finished) {
 	r.finishOnce.Do(func() {
+		outcome := f.GetReason()
+		if outcome != outcomeStop && outcome != outcomeLength {
+			outcome = outcomeError
+			if r.isCanceled() {
+				outcome = outcomeCanceled
+			}
+		}
+		r.s.m.finished.WithLabelValues(outcome).Inc()
 		r.events <- &decodev1.AttachResponse{Event: &decodev1.AttachResponse_Finished{Finished: f}}
 		if err := r.s.pool.Free(r.blocks); err != nil {
 			r.s.lg.Error("free KV blocks", zap.Uint64("reservation", r.id), zap.Error(err))
@@ -116,14 +125,21 @@ func (r *reservation) watch() {
 		r.finish(finishedErr(err))
 		return
 	}
+	committed := time.Now()
+	wait := committed.Sub(r.created)
+	r.admitted.Store(true)
+	r.s.m.kvWait.Observe(wait.Seconds())
+	if ce := r.s.lg.Check(zap.DebugLevel, "kv committed"); ce != nil {
+		ce.Write(zap.String("request-id", r.reqID), zap.Uint64("reservation", r.id), zap.Duration("wait", wait), zap.Bool("local", r.kv == nil))
+	}
 	r.events <- &decodev1.AttachResponse{Event: &decodev1.AttachResponse_Admitted{Admitted: &decodev1.Admitted{
-		PromptTokens: int32(r.promptLen), WaitUs: time.Since(r.created).Microseconds()}}}
+		PromptTokens: int32(r.promptLen), WaitUs: wait.Microseconds()}}}
 	if reason := commit.GetFinishReason(); reason != "" {
 		// The first token already ended the completion: nothing to decode.
 		r.finish(&decodev1.Finished{Reason: reason, CompletionTokens: 1})
 		return
 	}
-	r.s.admit <- &admission{r: r, first: commit.GetFirstToken()}
+	r.s.admit <- &admission{r: r, first: commit.GetFirstToken(), committed: committed}
 	// The loop owns the blocks now; it also ends the sequence if no stream
 	// attaches within the TTL (a router that vanished).
 	select {

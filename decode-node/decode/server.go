@@ -55,6 +55,7 @@ type Server struct {
 	region kvtransfer.RegionID
 	vocab  int
 	lg     *zap.Logger
+	m      *metrics
 
 	admit    chan *admission
 	running  atomic.Int32
@@ -82,7 +83,7 @@ func New(cfg Config, eng *engine.Engine, recv *kvtransfer.Receiver, lg *zap.Logg
 	if cfg.Role == "" {
 		cfg.Role = "decode"
 	}
-	s := &Server{cfg: cfg, eng: eng, pool: eng.Pool(), recv: recv, vocab: eng.Model().LM.Vocab, lg: lg,
+	s := &Server{cfg: cfg, eng: eng, pool: eng.Pool(), recv: recv, vocab: eng.Model().LM.Vocab, lg: lg, m: newMetrics(),
 		admit: make(chan *admission, 1024), res: map[uint64]*reservation{}, nextID: 1, empty: make(chan struct{})}
 	if recv != nil {
 		id, err := recv.RegisterRegion(eng.Pool().Arena())
@@ -161,6 +162,10 @@ func (s *Server) reportLoad() {
 func (s *Server) Reserve(ctx context.Context, req *decodev1.ReserveRequest) (*decodev1.ReserveResponse, error) {
 	r, err := s.reserve(req)
 	if err != nil {
+		s.m.refused(err)
+		if ce := s.lg.Check(zap.DebugLevel, "reserve refused"); ce != nil {
+			ce.Write(zap.String("request-id", req.GetRequestId()), zap.Int32("prompt-tokens", req.GetPromptTokens()), zap.Error(err))
+		}
 		return nil, toStatus(err)
 	}
 	resp := &decodev1.ReserveResponse{ReservationId: r.id, Blocks: r.blocks, NodeId: s.cfg.NodeID,
@@ -247,7 +252,12 @@ func (s *Server) reserve(req *decodev1.ReserveRequest) (*reservation, error) {
 	go r.watch()
 	s.reportLoad()
 	if ce := s.lg.Check(zap.DebugLevel, "reserved"); ce != nil {
-		ce.Write(zap.String("request-id", r.reqID), zap.Uint64("reservation", r.id), zap.Int("blocks", len(blocks)), zap.Bool("local", r.kv == nil))
+		fields := []zap.Field{zap.String("request-id", r.reqID), zap.Uint64("reservation", r.id), zap.Int("blocks", len(blocks)), zap.Bool("local", r.kv == nil)}
+		if r.kv != nil {
+			// kvtransfer's own lines name this id, not the request's.
+			fields = append(fields, zap.Uint64("kv-reservation-id", r.kv.ID()))
+		}
+		ce.Write(fields...)
 	}
 	return r, nil
 }

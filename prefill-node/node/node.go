@@ -12,8 +12,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -50,6 +53,11 @@ type Config struct {
 	KVTransport string // auto, tcp or rdma
 	KVConns     int
 	KVCRC       bool
+
+	// MetricsListen is where /metrics and /healthz are served over HTTP
+	// ("" turns it off; port 0 picks one, advertised in the descriptor's
+	// http_addr).
+	MetricsListen string
 }
 
 // DefaultConfig is the configuration the flags start from.
@@ -57,7 +65,7 @@ func DefaultConfig(role cluster.Role) Config {
 	c := Config{Role: role, Engine: engine.DefaultOptions(), Cluster: cluster.DefaultConfig(),
 		LogLevel: "info", LogFormat: "console", KVTransport: "auto", KVConns: 4,
 		Member:   member.Config{GRPCListen: "0.0.0.0:9400", DrainTimeout: 30 * time.Second},
-		KVListen: "0.0.0.0:9401"}
+		KVListen: "0.0.0.0:9401", MetricsListen: "0.0.0.0:9090"}
 	if role == cluster.RolePrefill {
 		c.Member.GRPCListen = "0.0.0.0:9500"
 	}
@@ -86,6 +94,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.KVTransport, "kv-transport", c.KVTransport, "KV transport: auto (RDMA when both ends have it, else TCP), tcp or rdma")
 	fs.IntVar(&c.KVConns, "kv-conns", c.KVConns, "parallel TCP connections per peer for KV transfer")
 	fs.BoolVar(&c.KVCRC, "kv-crc", c.KVCRC, "checksum every KV write with CRC32C")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HTTP listen address of /metrics and /healthz (\"\": off; port 0 picks one)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: console or json")
 	c.Engine.AddFlags(fs)
@@ -140,6 +149,17 @@ type Node struct {
 	Model  *engine.Model
 	Engine *engine.Engine
 	Member *member.Member
+	// Metrics is the process's one registry: the engine's, the cluster
+	// member's and the Go runtime's series are in it from the start (the
+	// member's once Join made it); the binary adds its servers'. Serve it
+	// with OpenMetrics.
+	Metrics *prometheus.Registry
+	// HTTPAddr is the advertised address of /metrics (set by OpenMetrics).
+	HTTPAddr string
+
+	mu       sync.Mutex
+	senders  []*tcp.Transport    // the KV transports Sender made (tcp, rdma); mu
+	selStats kvtransfer.Counters // the Selector's choices
 }
 
 // Open builds the logger, loads the model and allocates the engine (and
@@ -164,7 +184,10 @@ func Open(cfg Config) (*Node, error) {
 		zap.String("kernel", engine.KernelName()), zap.Stringer("kv-layout", layout),
 		zap.Int("kv-blocks", eng.Pool().NumBlocks()), zap.String("kv-memory", engine.FormatBytes(int64(len(eng.Pool().Arena())))),
 		zap.Int("max-context", eng.MaxContext()), zap.String("version", version.Version))
-	return &Node{Cfg: cfg, Log: lg, Model: m, Engine: eng}, nil
+	n := &Node{Cfg: cfg, Log: lg, Model: m, Engine: eng, Metrics: prometheus.NewRegistry()}
+	n.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		BuildInfo(cfg.ID, cfg.Role))
+	return n, nil
 }
 
 // Describe is the node's descriptor for the cluster (the member fills in
@@ -174,13 +197,14 @@ func (n *Node) Describe(kvAddr string) cluster.Node {
 	return cluster.Node{ID: n.Cfg.ID, Role: n.Cfg.Role, KVAddr: kvAddr, ModelID: n.Model.ID,
 		KVLayout: cluster.KVLayout{DType: l.DType.String(), BlockTokens: l.BlockTokens, Layers: l.Layers,
 			KVHeads: l.KVHeads, HeadDim: l.HeadDim, Kernel: engine.KernelName()},
-		TotalBlocks: n.Engine.Pool().NumBlocks(), Host: n.Cfg.Host, Zone: n.Cfg.Zone, RDMADevices: RDMADevices(),
+		TotalBlocks: n.Engine.Pool().NumBlocks(), Host: n.Cfg.Host, Zone: n.Cfg.Zone, RDMADevices: RDMADevices(), HTTPAddr: n.HTTPAddr,
 		Version: version.Version, StartedAt: time.Now()}
 }
 
 // Join creates the node's cluster membership.
 func (n *Node) Join(kvAddr string) *member.Member {
 	n.Member = member.New(n.Cfg.Member, n.Cfg.Cluster, n.Describe(kvAddr), n.Log)
+	n.Metrics.MustRegister(n.Member.Collector())
 	return n.Member
 }
 
@@ -197,7 +221,10 @@ func (n *Node) Sender() (tr kvtransfer.Transport, run func(context.Context) erro
 	tcfg := tcp.Config{Conns: n.Cfg.KVConns, CRC: n.Cfg.KVCRC}
 	t := tcp.New(tcfg, lg)
 	runs := []func(context.Context) error{t.Run}
-	sc := kvtransfer.SelectorConfig{Mode: mode, TCP: t}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.senders = append(n.senders, t)
+	sc := kvtransfer.SelectorConfig{Mode: mode, TCP: t, Stats: &n.selStats}
 	if mode != kvtransfer.ModeTCP {
 		var disc rdma.Discovery
 		if reason := rdmaUnavailable(&disc); reason != "" {
@@ -207,6 +234,7 @@ func (n *Node) Sender() (tr kvtransfer.Transport, run func(context.Context) erro
 			dialer.RegisterSource(n.Engine.Pool().Arena())
 			sc.RDMA = rt
 			runs = append(runs, rt.Run)
+			n.senders = append(n.senders, rt)
 		}
 	}
 	sel, err := kvtransfer.NewSelector(sc, lg)

@@ -34,4 +34,12 @@
 // the next step and its session aborted, which the decode node sees at
 // once. A transfer error fails the request with the transport's message;
 // the router then retries the pair.
+//
+// # Metrics and logs
+//
+// Server.Collector exports requests by outcome, the queue, compute and
+// commit-wait times, batch sizes per engine step and the queue's size
+// (docs/metrics.md lists them). Every log line about a request carries its
+// request-id, as the router sent it: queued, prefilled and committed at
+// debug, a failure at warn.
 package prefill

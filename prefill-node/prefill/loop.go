@@ -55,7 +55,9 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			steps = append(steps, st)
 		}
+		began := time.Now()
 		err := s.eng.Forward(steps, func(layer int) { s.ship(layer, chunks) })
+		s.m.stepped(chunks, time.Since(began))
 		for _, c := range chunks {
 			s.after(ctx, c, err, ws)
 		}
@@ -185,6 +187,12 @@ func (s *Server) after(ctx context.Context, c chunk, stepErr error, ws *sample.W
 	if j.sess != nil {
 		first.Transport = s.tr.Name()
 	}
+	s.m.queue.Observe(j.started.Sub(j.enqueued).Seconds())
+	s.m.compute.Observe(computed.Sub(j.started).Seconds())
+	if ce := s.lg.Check(zap.DebugLevel, "prefilled"); ce != nil {
+		ce.Write(zap.String("request-id", j.id), zap.Int("prompt-tokens", len(j.tokens)), zap.Duration("queue", j.started.Sub(j.enqueued)),
+			zap.Duration("compute", computed.Sub(j.started)), zap.String("transport", first.Transport), zap.Int32("first-token", t.ID))
+	}
 	j.events <- &prefillv1.PrefillResponse{Event: &prefillv1.PrefillResponse_FirstToken{FirstToken: first}}
 	if j.sess == nil {
 		j.commitFn(commit)
@@ -198,6 +206,9 @@ func (s *Server) after(ctx context.Context, c chunk, stepErr error, ws *sample.W
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.CommitTimeout)
 		err := j.sess.Commit(cctx, payload)
 		cancel()
+		if err == nil {
+			s.m.commitWait.Observe(time.Since(computed).Seconds())
+		}
 		if ce := s.lg.Check(zap.DebugLevel, "committed"); ce != nil {
 			ce.Write(zap.String("request-id", j.id), zap.Duration("transfer-wait", time.Since(computed)), zap.Error(err))
 		}
@@ -236,6 +247,16 @@ func (s *Server) fail(j *job, err error) {
 
 // end frees the job's own blocks and delivers its outcome.
 func (s *Server) end(j *job, err error) {
+	s.m.ended(err)
+	if err != nil {
+		level := zap.DebugLevel
+		if !canceled(err) {
+			level = zap.WarnLevel // a failure nobody asked for
+		}
+		if ce := s.lg.Check(level, "prefill failed"); ce != nil {
+			ce.Write(zap.String("request-id", j.id), zap.Int("prompt-tokens-done", j.done), zap.Error(err))
+		}
+	}
 	if j.own && len(j.seq.Blocks) > 0 {
 		if ferr := s.pool.Release(&j.seq); ferr != nil {
 			s.lg.Error("free prefill blocks", zap.String("request-id", j.id), zap.Error(ferr))

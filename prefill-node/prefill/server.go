@@ -71,6 +71,7 @@ type Server struct {
 	tr    kvtransfer.Transport // nil on a node that only prefills locally
 	local LocalDecoder         // nil unless colocated
 	lg    *zap.Logger
+	m     *metrics
 
 	wake     chan struct{}
 	commits  sync.WaitGroup // commit and abort goroutines
@@ -99,7 +100,7 @@ func New(cfg Config, eng *engine.Engine, tr kvtransfer.Transport, local LocalDec
 	if cfg.Role == "" {
 		cfg.Role = "prefill"
 	}
-	return &Server{cfg: cfg, eng: eng, pool: eng.Pool(), tr: tr, local: local, lg: lg,
+	return &Server{cfg: cfg, eng: eng, pool: eng.Pool(), tr: tr, local: local, lg: lg, m: newMetrics(),
 		wake: make(chan struct{}, 1), idle: make(chan struct{})}
 }
 
@@ -129,6 +130,10 @@ func (s *Server) Prefill(req *prefillv1.PrefillRequest, stream prefillv1.Prefill
 	ctx := stream.Context()
 	j, err := s.admit(ctx, req)
 	if err != nil {
+		s.m.requests.WithLabelValues(outcomeRejected).Inc()
+		if ce := s.lg.Check(zap.DebugLevel, "prefill refused"); ce != nil {
+			ce.Write(zap.String("request-id", req.GetRequestId()), zap.Error(err))
+		}
 		return toStatus(err)
 	}
 	for {
@@ -245,6 +250,11 @@ func (s *Server) admit(ctx context.Context, req *prefillv1.PrefillRequest) (*job
 	s.queued += int64(len(tokens))
 	s.mu.Unlock()
 	s.requests.Add(1)
+	s.m.promptTokens.Add(float64(len(tokens)))
+	if ce := s.lg.Check(zap.DebugLevel, "queued"); ce != nil {
+		ce.Write(zap.String("request-id", j.id), zap.Int("prompt-tokens", len(tokens)), zap.Int64("tokens-ahead", ahead),
+			zap.String("decode-node", res.GetDecodeNodeId()), zap.Bool("local", j.sess == nil))
+	}
 	j.events <- &prefillv1.PrefillResponse{Event: &prefillv1.PrefillResponse_Queued{Queued: &prefillv1.Queued{TokensAhead: ahead}}}
 	s.reportLoad()
 	s.kick()

@@ -54,6 +54,17 @@ func Run(ctx context.Context, cfg Config) error {
 
 	recv := kvtransfer.NewReceiver(kvtransfer.ReceiverConfig{}, lg.Named("kv"))
 	defer recv.Close()
+	ms, err := n.OpenMetrics() // before Join: the descriptor advertises it
+	if err != nil {
+		return err
+	}
+	mctx, stopMetrics := context.WithCancel(context.Background())
+	var mg errgroup.Group
+	mg.Go(func() error { return ms.Run(mctx) })
+	defer func() {
+		stopMetrics()
+		_ = mg.Wait() // it failed only if it could not serve; the node served anyway
+	}()
 	// Load goes to the member once it exists (see Join below).
 	var (
 		mu   sync.Mutex
@@ -129,7 +140,9 @@ func Run(ctx context.Context, cfg Config) error {
 				report(func(c *cluster.Load) { c.QueuedPrefillTokens = int(l.QueuedTokens) })
 			}}, n.Engine, sender, dec, lg.Named("prefill"))
 		drain = func(ctx context.Context) error { return errors.Join(pre.Drain(ctx), dec.Drain(ctx)) }
+		n.Metrics.MustRegister(pre.Collector())
 	}
+	n.Metrics.MustRegister(dec.Collector(), n.KVCollector(recv))
 	err = m.Run(ctx,
 		func(s *grpc.Server) {
 			decodev1.RegisterDecodeServiceServer(s, dec)

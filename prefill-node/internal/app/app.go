@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -27,13 +28,22 @@ func Run(ctx context.Context, cfg node.Config) error {
 	if err != nil {
 		return err
 	}
+	ms, err := n.OpenMetrics() // before Join: the descriptor advertises it
+	if err != nil {
+		return err
+	}
+	mctx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	var mg errgroup.Group
+	mg.Go(func() error { return ms.Run(mctx) })
 	m := n.Join("")
 	free := n.Engine.Pool().FreeBlocks
 	srv := prefill.New(prefill.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
 		OnLoad: func(l prefill.Load) {
 			m.UpdateLoad(cluster.Load{QueuedPrefillTokens: int(l.QueuedTokens), RunningSeqs: l.Requests, FreeBlocks: free()})
 		}}, n.Engine, sender, nil, n.Log.Named("prefill"))
-	return m.Run(ctx,
+	n.Metrics.MustRegister(srv.Collector(), n.KVCollector(nil))
+	err = m.Run(ctx,
 		func(s *grpc.Server) {
 			prefillv1.RegisterPrefillServiceServer(s, srv)
 			nodev1.RegisterNodeServiceServer(s, srv)
@@ -45,4 +55,6 @@ func Run(ctx context.Context, cfg node.Config) error {
 			g.Go(func() error { return srv.Run(ctx) })
 			return g.Wait()
 		})
+	stopMetrics()
+	return errors.Join(err, mg.Wait())
 }
