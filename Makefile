@@ -19,7 +19,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/duet-llm/duet/engine/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 15m
 # Debian packages the build and tests need, as command=package pairs.
-DEB_DEPS  := protoc=protobuf-compiler
+DEB_DEPS  := protoc=protobuf-compiler chromium=chromium
 PROTOS    := $(shell find proto/duet -name '*.proto' | sort)
 
 .PHONY: help

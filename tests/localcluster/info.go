@@ -62,3 +62,17 @@ func (c *Cluster) Info(ctx context.Context, p *Proc) (*nodev1.InfoResponse, erro
 	defer cc.Close()
 	return nodev1.NewNodeServiceClient(cc).Info(ctx, &nodev1.InfoRequest{})
 }
+
+// MetricsURL is the URL of p's Prometheus endpoint: the router serves
+// /metrics on its API port, a node on the address it advertises as
+// http_addr (--metrics-listen).
+func (c *Cluster) MetricsURL(ctx context.Context, p *Proc) (string, error) {
+	d, err := c.WaitRegistered(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	if d.HTTPAddr == "" {
+		return "", fmt.Errorf("%s advertises no HTTP address", p.Name)
+	}
+	return "http://" + d.HTTPAddr + "/metrics", nil
+}

@@ -164,7 +164,7 @@ func (c *Cluster) AddNode(role cluster.Role) (*Proc, error) {
 		bin = "duet-prefill"
 	}
 	args := append([]string{"--model", c.opts.Model, "--id", name, "--role", string(role),
-		"--grpc-listen", "127.0.0.1:0", "--kv-listen", "127.0.0.1:0"}, c.clusterArgs()...)
+		"--grpc-listen", "127.0.0.1:0", "--kv-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, c.clusterArgs()...)
 	args = append(args, c.opts.NodeArgs...)
 	p, err := c.spawn(name, role, bin, append(args, c.opts.RoleArgs[role]...))
 	if err != nil {
