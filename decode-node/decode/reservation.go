@@ -97,7 +97,7 @@ func (r *reservation) finish(f *decodev1.Finished) {
 		r.s.m.finished.WithLabelValues(outcome).Inc()
 		r.events <- &decodev1.AttachResponse{Event: &decodev1.AttachResponse_Finished{Finished: f}}
 		if err := r.s.pool.Free(r.blocks); err != nil {
-			r.s.lg.Error("free KV blocks", zap.Uint64("reservation", r.id), zap.Error(err))
+			r.s.lg.Error("free KV blocks", zap.String("request-id", r.reqID), zap.Uint64("reservation", r.id), zap.Error(err))
 		}
 		r.s.remove(r)
 		close(r.done)

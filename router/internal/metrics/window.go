@@ -39,6 +39,7 @@ func (w *window) since(t time.Time) (vals []float64, sum float64) {
 	if w.full {
 		n = len(w.at)
 	}
+	vals = make([]float64, 0, n)
 	for i := 0; i < n; i++ {
 		if w.at[i] >= from {
 			vals = append(vals, w.val[i])
