@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestCollectors(t *testing.T) {
@@ -20,6 +22,7 @@ func TestCollectors(t *testing.T) {
 	})
 	waitFor(t, eventually, "load written", func() bool { return node.reg.writes.Load() >= 2 })
 	waitFor(t, eventually, "gossip sees both", func() bool { return router.reg.gossip.members.Load() == 2 })
+	waitFor(t, eventually, "directory watching", func() bool { return router.dir.watching.Load() })
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(router.dir.Collector(), node.reg.Collector())
@@ -42,6 +45,7 @@ func TestCollectors(t *testing.T) {
 		{"duet_cluster_registered", nil, 1},
 		{"duet_cluster_registrations_total", nil, 1},
 		{"duet_cluster_gossip_members", nil, 2},
+		{"duet_cluster_directory_watching", nil, 1},
 	} {
 		got, ok := metricValue(mfs, tc.name, tc.labels)
 		if !ok || got != tc.want {
@@ -76,4 +80,41 @@ func metricValue(mfs []*dto.MetricFamily, name string, labels map[string]string)
 		}
 	}
 	return 0, false
+}
+
+func TestEtcdCollector(t *testing.T) {
+	srv, _ := startEtcd(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cli, err := cfg.NewEtcdClient(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	var current *clientv3.Client
+	c := EtcdCollector(func() *clientv3.Client { return current }, 300*time.Millisecond)
+	gather := func() []*dto.MetricFamily {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(c)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mfs
+	}
+	// No client yet (a member before Run): nothing is exported.
+	if mfs := gather(); len(mfs) != 0 {
+		t.Errorf("without a client: %v", mfs)
+	}
+	current = cli
+	if up, ok := metricValue(gather(), "duet_cluster_etcd_up", nil); !ok || up != 1 {
+		t.Errorf("etcd running: up %v (%v)", up, ok)
+	}
+	srv.Close()
+	mfs := gather()
+	if up, ok := metricValue(mfs, "duet_cluster_etcd_up", nil); !ok || up != 0 {
+		t.Errorf("etcd stopped: up %v (%v)", up, ok)
+	}
+	if took, _ := metricValue(mfs, "duet_cluster_etcd_probe_seconds", nil); took != 0.3 {
+		t.Errorf("a failed probe reports %v s, want the timeout", took)
+	}
 }
