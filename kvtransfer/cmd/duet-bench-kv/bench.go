@@ -43,6 +43,14 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 	for i := range src {
 		src[i] = byte(i * 7)
 	}
+	// The raw baseline copies into a window of a buffer as large as the
+	// pool, at a new place each time, so its destination is as cold in the
+	// caches as the kv slots are. Both are touched first: a decode node's
+	// pool is faulted in long before a transfer, and a page fault per 4 KiB
+	// on one side only would measure the kernel's page allocator.
+	dst := make([]byte, len(pool))
+	prefault(pool)
+	prefault(dst)
 	recv := kvtransfer.NewReceiver(kvtransfer.ReceiverConfig{}, lg)
 	defer recv.Close()
 	region, err := recv.RegisterRegion(pool)
@@ -54,13 +62,13 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	srv := tcp.NewServer(tcp.ServerConfig{Addr: "127.0.0.1:0"}, recv, lg)
 	g.Go(func() error { return srv.Run(gctx) })
-	// Raw TCP: a sink that reads n bytes into dst and acks with one byte.
+	// Raw TCP: a sink that reads n bytes into dst at the offset the sender
+	// names, and acks with one byte.
 	rawLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { <-gctx.Done(); return rawLn.Close() })
-	dst := make([]byte, 2*slots*cfg.SlotSize)
 	g.Go(func() error { serveRaw(rawLn, dst); return nil })
 	defer func() { cancel(); g.Wait() }()
 	select {
@@ -70,11 +78,25 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 	}
 	addr := srv.Addr().String()
 
+	r := rand.New(rand.NewPCG(1, 1))
+	// reserve grants n scattered slots of the pool.
+	reserve := func(n int) (*kvtransfer.Reservation, error) {
+		perm := r.Perm(2 * slots)[:n]
+		sl := make([]kvtransfer.Slot, n)
+		for i, j := range perm {
+			sl[i] = kvtransfer.Slot{Region: region, Offset: uint64(j * cfg.SlotSize), Length: uint32(cfg.SlotSize)}
+		}
+		return recv.Reserve(sl, time.Minute)
+	}
+	// window picks where in dst a raw copy of size bytes lands.
+	window := func(size int) int { return r.IntN((len(dst)-size)/cfg.SlotSize+1) * cfg.SlotSize }
+
 	fmt.Fprintf(w, "# kvtransfer over loopback TCP, %d KiB slots scattered in a %d MiB pool, GOMAXPROCS=%d, crc=%v\n",
 		cfg.SlotSize>>10, len(pool)>>20, runtime.GOMAXPROCS(0), cfg.CRC)
-	fmt.Fprintf(w, "# best of >=3 runs (spread = worst/best); raw = plain TCP copy of the same bytes into one buffer\n")
+	fmt.Fprintf(w, "# raw = plain TCP copy of the same bytes over as many connections (default socket buffers on both),\n")
+	fmt.Fprintf(w, "# into a contiguous window at a random place of an equally large, equally prefaulted buffer\n")
+	fmt.Fprintf(w, "# kv and raw runs alternate; best of >=3 runs each (spread = worst/best)\n")
 	fmt.Fprintf(w, "%-8s %-5s %12s %12s %7s %8s %8s\n", "size", "conns", "kv GB/s", "raw GB/s", "ratio", "kv-sprd", "raw-sprd")
-	r := rand.New(rand.NewPCG(1, 1))
 	for _, conns := range cfg.Conns {
 		tr := tcp.New(tcp.Config{Conns: conns, CRC: cfg.CRC}, lg)
 		tctx, tcancel := context.WithCancel(ctx)
@@ -87,14 +109,8 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 		}
 		for _, mib := range cfg.SizesMiB {
 			size := mib << 20
-			n := size / cfg.SlotSize
 			kvRun := func() (time.Duration, error) {
-				perm := r.Perm(2 * slots)[:n]
-				sl := make([]kvtransfer.Slot, n)
-				for i, j := range perm {
-					sl[i] = kvtransfer.Slot{Region: region, Offset: uint64(j * cfg.SlotSize), Length: uint32(cfg.SlotSize)}
-				}
-				res, err := recv.Reserve(sl, time.Minute)
+				res, err := reserve(size / cfg.SlotSize)
 				if err != nil {
 					return 0, err
 				}
@@ -109,20 +125,15 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 				}
 				return el, nil
 			}
-			rawRun := func() (time.Duration, error) { return raw.copy(src[:size]) }
-			kvBest, kvWorst, err := measure(kvRun, cfg.Budget)
+			rawRun := func() (time.Duration, error) { return raw.copy(src[:size], window(size)) }
+			kv, rw, err := measure(kvRun, rawRun, cfg.Budget)
 			if err != nil {
 				tcancel()
-				return fmt.Errorf("kv %d MiB x %d conns: %w", mib, conns, err)
+				return fmt.Errorf("%d MiB x %d conns: %w", mib, conns, err)
 			}
-			rawBest, rawWorst, err := measure(rawRun, cfg.Budget)
-			if err != nil {
-				tcancel()
-				return fmt.Errorf("raw %d MiB x %d conns: %w", mib, conns, err)
-			}
-			kvG, rawG := gbps(size, kvBest), gbps(size, rawBest)
+			kvG, rawG := gbps(size, kv.best), gbps(size, rw.best)
 			fmt.Fprintf(w, "%-8s %-5d %12.2f %12.2f %7.2f %8.2f %8.2f\n", fmt.Sprintf("%dMiB", mib), conns, kvG, rawG, kvG/rawG,
-				float64(kvWorst)/float64(kvBest), float64(rawWorst)/float64(rawBest))
+				kv.spread(), rw.spread())
 			fmt.Fprintf(w, "RESULT kv_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, kvG)
 			fmt.Fprintf(w, "RESULT raw_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, rawG)
 			fmt.Fprintf(w, "RESULT kv_vs_raw_%dmib_%dconn %.3f ratio\n", mib, conns, kvG/rawG)
@@ -140,11 +151,11 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 		return err
 	}
 	defer raw.close()
-	ping, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:1]) })
+	ping, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:1], window(1)) })
 	if err != nil {
 		return err
 	}
-	rtt64, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:latencyBytes]) })
+	rtt64, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:latencyBytes], window(latencyBytes)) })
 	if err != nil {
 		return err
 	}
@@ -155,14 +166,8 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 		tctx, tcancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { tr.Run(tctx); close(done) }()
-		n := latencyBytes / cfg.SlotSize
 		lat, err := sample(cfg.LatencyIters, func() (time.Duration, error) {
-			perm := r.Perm(2 * slots)[:n]
-			sl := make([]kvtransfer.Slot, n)
-			for i, j := range perm {
-				sl[i] = kvtransfer.Slot{Region: region, Offset: uint64(j * cfg.SlotSize), Length: uint32(cfg.SlotSize)}
-			}
-			res, err := recv.Reserve(sl, time.Minute)
+			res, err := reserve(latencyBytes / cfg.SlotSize)
 			if err != nil {
 				return 0, err
 			}
@@ -187,6 +192,13 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 	return nil
 }
 
+// prefault touches every page of b.
+func prefault(b []byte) {
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+}
+
 // transfer writes src into the descriptor's slots in order and commits.
 func transfer(ctx context.Context, tr kvtransfer.Transport, d *kvtransfer.Descriptor, src []byte, slot int) error {
 	s, err := tr.Open(ctx, d)
@@ -201,21 +213,35 @@ func transfer(ctx context.Context, tr kvtransfer.Transport, d *kvtransfer.Descri
 	return s.Commit(ctx, []byte("first-token"))
 }
 
-// measure runs f at least 3 times and until budget is spent; best, worst.
-func measure(f func() (time.Duration, error), budget time.Duration) (time.Duration, time.Duration, error) {
-	var best, worst time.Duration
+// runs are the best and worst of one side's runs.
+type runs struct{ best, worst time.Duration }
+
+func (r *runs) add(d time.Duration) {
+	if r.best == 0 || d < r.best {
+		r.best = d
+	}
+	r.worst = max(r.worst, d)
+}
+
+func (r runs) spread() float64 { return float64(r.worst) / float64(r.best) }
+
+// measure alternates kv and raw runs, at least 3 of each and until budget
+// is spent, so both see the same machine.
+func measure(kv, raw func() (time.Duration, error), budget time.Duration) (runs, runs, error) {
+	var k, r runs
 	start := time.Now()
 	for i := 0; i < 3 || (time.Since(start) < budget && i < 200); i++ {
-		d, err := f()
+		d, err := kv()
 		if err != nil {
-			return 0, 0, err
+			return k, r, fmt.Errorf("kv: %w", err)
 		}
-		if i == 0 || d < best {
-			best = d
+		k.add(d)
+		if d, err = raw(); err != nil {
+			return k, r, fmt.Errorf("raw: %w", err)
 		}
-		worst = max(worst, d)
+		r.add(d)
 	}
-	return best, worst, nil
+	return k, r, nil
 }
 
 // sample runs f n times (after a warm-up) and returns sorted durations.
@@ -271,7 +297,9 @@ func (r *rawConns) close() {
 	}
 }
 
-func (r *rawConns) copy(src []byte) (time.Duration, error) {
+// copy sends src split over the connections, to land at offset off of
+// the sink's buffer, and waits for every ack.
+func (r *rawConns) copy(src []byte, off int) (time.Duration, error) {
 	start := time.Now()
 	per := (len(src) + len(r.cs) - 1) / len(r.cs)
 	var wg sync.WaitGroup
@@ -285,8 +313,9 @@ func (r *rawConns) copy(src []byte) (time.Duration, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var hdr [8]byte
-			putLen(hdr[:], hi-lo)
+			var hdr [16]byte
+			putLen(hdr[:8], hi-lo)
+			putLen(hdr[8:], off+lo)
 			bufs := net.Buffers{hdr[:], src[lo:hi]}
 			if _, err := bufs.WriteTo(c); err != nil {
 				errs[i] = err
@@ -314,29 +343,26 @@ func getLen(b []byte) int {
 	return n
 }
 
-// serveRaw reads length-prefixed blobs into dst and acks each one.
+// serveRaw reads length- and offset-prefixed blobs into dst and acks each.
 func serveRaw(ln net.Listener, dst []byte) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for part := 0; ; part++ {
+	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		wg.Add(1)
-		// Each connection reads into its own part of dst, as the kv
-		// receiver reads into distinct slots.
-		off := (part % 8) * (len(dst) / 8)
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			var hdr [8]byte
+			var hdr [16]byte
 			for {
 				if _, err := io.ReadFull(c, hdr[:]); err != nil {
 					return
 				}
-				n := getLen(hdr[:])
-				if n > len(dst)-off {
+				n, off := getLen(hdr[:8]), getLen(hdr[8:])
+				if n < 0 || off < 0 || n > len(dst)-off {
 					return
 				}
 				if _, err := io.ReadFull(c, dst[off:off+n]); err != nil {
