@@ -528,16 +528,7 @@ func (a *Attachment) EndWrite(n int, err error) {
 		res.received += int64(n)
 		res.r.stats.BytesReceived.Add(uint64(n))
 	}
-	var endState State
-	var endErr error
-	if res.state == StateActive && res.commitDone != nil {
-		switch {
-		case res.received == res.commitTotal:
-			endState = StateCommitted
-		case res.received > res.commitTotal:
-			endState, endErr = StateFailed, fmt.Errorf("%w: received %d bytes, commit says %d", ErrSizeMismatch, res.received, res.commitTotal)
-		}
-	}
+	endState, endErr := res.commitCheckLocked()
 	final := res.state != StateActive && res.inflight == 0
 	res.mu.Unlock()
 	if endState != StateActive {
@@ -546,6 +537,73 @@ func (a *Attachment) EndWrite(n int, err error) {
 	if final {
 		res.finalize()
 	}
+}
+
+// BeginWrites is BeginWrite for n writes at once, under one lock: seg(i)
+// gives write i's slot, offset and length. Either every write is begun and
+// its memory appended to dsts, or none is and the error is the first
+// write's that failed (as BeginWrite's). End them with one EndWrites.
+func (a *Attachment) BeginWrites(n int, seg func(i int) (slot uint32, off uint64, length uint32), dsts [][]byte) ([][]byte, error) {
+	res := a.res
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	if res.state != StateActive || res.finalized {
+		return dsts, res.state.Err()
+	}
+	base := len(dsts)
+	for i := range n {
+		slot, off, length := seg(i)
+		if int(slot) >= len(res.slots) {
+			clear(dsts[base:])
+			return dsts[:base], fmt.Errorf("%w: slot %d of %d", ErrOutOfBounds, slot, len(res.slots))
+		}
+		s := res.slots[slot]
+		if off > uint64(s.Length) || uint64(length) > uint64(s.Length)-off {
+			clear(dsts[base:])
+			return dsts[:base], fmt.Errorf("%w: %d bytes at %d in a %d-byte slot", ErrOutOfBounds, length, off, s.Length)
+		}
+		start := s.Offset + off
+		end := start + uint64(length)
+		dsts = append(dsts, res.regions[s.Region][start:end:end])
+	}
+	res.inflight += n
+	a.writing += n
+	return dsts, nil
+}
+
+// EndWrites finishes n writes begun with one BeginWrites: landed bytes of
+// them arrived (err nil), or the payload could not be read completely (err
+// set: only landed bytes count, and the caller fails the connection).
+func (a *Attachment) EndWrites(n int, landed int64, err error) {
+	res := a.res
+	res.mu.Lock()
+	res.inflight -= n
+	a.writing -= n
+	res.received += landed
+	res.r.stats.BytesReceived.Add(uint64(landed))
+	endState, endErr := res.commitCheckLocked()
+	final := res.state != StateActive && res.inflight == 0
+	res.mu.Unlock()
+	if endState != StateActive {
+		res.end(endState, endErr, nil)
+	}
+	if final {
+		res.finalize()
+	}
+}
+
+// commitCheckLocked says whether a commit waiting for bytes in flight can
+// now end the reservation (res.mu held).
+func (res *Reservation) commitCheckLocked() (State, error) {
+	if res.state == StateActive && res.commitDone != nil {
+		switch {
+		case res.received == res.commitTotal:
+			return StateCommitted, nil
+		case res.received > res.commitTotal:
+			return StateFailed, fmt.Errorf("%w: received %d bytes, commit says %d", ErrSizeMismatch, res.received, res.commitTotal)
+		}
+	}
+	return StateActive, nil
 }
 
 // Credit counts n bytes that landed without BeginWrite (a one-sided RDMA

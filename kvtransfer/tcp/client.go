@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -161,10 +161,8 @@ func (t *Transport) Open(ctx context.Context, d *kvtransfer.Descriptor) (kvtrans
 		}
 		s := &session{
 			t: t, p: p, id: d.ID, token: d.Token, slots: d.Slots, conns: conns,
-			opened: make([]bool, len(conns)), flushes: map[uint64]*flushWait{},
-			committed: make(chan struct{}),
+			opened: make([]bool, len(conns)), committed: make(chan struct{}),
 		}
-		s.rr.Store(uint32(d.ID))
 		s.home = int(d.ID % uint64(len(conns)))
 		return s, nil
 	}
@@ -186,15 +184,15 @@ type peer struct {
 // ready returns the peer's live connections, dialing the missing ones.
 func (p *peer) ready(ctx context.Context) ([]*clientConn, error) {
 	p.mu.Lock()
-	live := liveConns(p.conns)
+	conns := p.conns
 	p.mu.Unlock()
-	if len(live) >= p.t.cfg.Conns {
-		return live, nil
+	if len(conns) >= p.t.cfg.Conns && allAlive(conns) {
+		return conns, nil // p.conns is replaced, never changed in place
 	}
 	p.dial.Lock()
 	defer p.dial.Unlock()
 	p.mu.Lock()
-	live = liveConns(p.conns)
+	live := liveConns(p.conns)
 	p.conns = live
 	need := p.t.cfg.Conns - len(live)
 	p.mu.Unlock()
@@ -236,13 +234,22 @@ func (p *peer) ready(ctx context.Context) ([]*clientConn, error) {
 		return nil, kvtransfer.ErrClosed
 	}
 	p.mu.Lock()
-	p.conns = append(p.conns, fresh...)
-	live = liveConns(p.conns)
+	live = liveConns(append(p.conns[:len(p.conns):len(p.conns)], fresh...))
+	p.conns = live
 	p.mu.Unlock()
 	if len(live) == 0 {
 		return nil, &kvtransfer.TransferError{Op: "dial", Peer: p.addr, Err: firstErr}
 	}
 	return live, nil
+}
+
+func allAlive(cs []*clientConn) bool {
+	for _, c := range cs {
+		if !c.alive() {
+			return false
+		}
+	}
+	return true
 }
 
 func liveConns(cs []*clientConn) []*clientConn {
@@ -264,7 +271,8 @@ func (p *peer) dialOne(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &clientConn{p: p, raw: raw, c: raw, kick: make(chan struct{}, 1), done: make(chan struct{}), sessions: map[uint64]*session{}}
+	c := &clientConn{p: p, raw: raw, c: raw, kick: make(chan struct{}, 1), done: make(chan struct{}), sessions: map[uint64]*session{},
+		scratch: make([]byte, 0, scratchSize)}
 	if err := c.handshake(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("handshake with %s: %w", p.addr, err)
@@ -272,17 +280,23 @@ func (p *peer) dialOne(ctx context.Context) (*clientConn, error) {
 	return c, nil
 }
 
-// frame is one queued frame: header plus the caller's bytes (not copied).
-// Write frames also keep their fields so the writer can coalesce a run of
-// them (same reservation) into one FrameWriteV.
+// frame is one queued frame: its header and the caller's bytes (not
+// copied). The writer encodes headers as it writes, so it can coalesce a
+// run of writes to one reservation into one FrameWriteV.
 type frame struct {
-	hdr     [wire.HeaderSize]byte
+	h       wire.Header
 	payload []byte
-	write   bool
-	id      uint64
-	seg     wire.Segment
-	crc     bool
 }
+
+func (f *frame) write() bool { return f.h.Type == wire.FrameWrite }
+
+// Bounds of one batch (one writev): buffers, and the scratch that holds
+// its headers and segment tables (a header and a segment per buffer at
+// most, so maxBufs of them always fit).
+const (
+	maxBufs     = iovMax - 24
+	scratchSize = maxBufs * (wire.HeaderSize + wire.SegmentSize)
+)
 
 type clientConn struct {
 	p    *peer
@@ -291,14 +305,21 @@ type clientConn struct {
 	rdma RDMAPath
 
 	qmu     sync.Mutex
-	queue   []*frame
-	queued  int           // payload bytes in queue
+	queue   []frame // queue[qhead:] is waiting
+	qhead   int
+	queued  int           // write payload bytes in queue
 	space   chan struct{} // closed when the writer drained the queue (nil when nobody waits)
 	kick    chan struct{}
 	done    chan struct{}
 	err     error // why the connection failed; set before done closes
 	failing bool
 	writing bool // a goroutine is writing to the socket (writer or a caller's direct write)
+
+	// Owned by the goroutine that set writing: the batch being written.
+	bufs    net.Buffers
+	scratch []byte // headers and segment tables of the batch
+	segs    []wire.Segment
+	iov     [][]byte
 
 	smu      sync.Mutex
 	sessions map[uint64]*session // routes receiver replies
@@ -409,7 +430,7 @@ func (c *clientConn) fail(err error) {
 	}
 	c.failing = true
 	c.err = err
-	c.queue = nil
+	c.queue, c.qhead = nil, 0
 	if c.space != nil {
 		close(c.space)
 		c.space = nil
@@ -457,8 +478,9 @@ const (
 	pushDrain                 // write the queue now on this goroutine if nobody is writing
 )
 
-// push queues a frame. It returns the connection's error if it failed.
-func (c *clientConn) push(f *frame, n int, mode pushMode) error {
+// push queues a frame holding n write payload bytes. It returns the
+// connection's error if it failed.
+func (c *clientConn) push(f frame, n int, mode pushMode) error {
 	c.qmu.Lock()
 	if c.failing {
 		err := c.err
@@ -467,18 +489,20 @@ func (c *clientConn) push(f *frame, n int, mode pushMode) error {
 	}
 	c.queue = append(c.queue, f)
 	c.queued += n
+	// A goroutine that is writing drains the queue to the end before it
+	// stops, so it needs no wake-up.
+	idle := !c.writing
 	c.qmu.Unlock()
-	switch mode {
-	case pushKick:
+	switch {
+	case mode == pushKick && idle:
 		c.kickWriter()
-	case pushDrain:
-		if _, ok := c.drain(nil); !ok {
+	case mode == pushDrain:
+		if !c.drain() {
 			c.qmu.Lock()
 			err := c.err
 			c.qmu.Unlock()
 			return err
 		}
-		c.kickWriter() // whatever arrived while we wrote
 	}
 	return nil
 }
@@ -490,12 +514,24 @@ func (c *clientConn) kickWriter() {
 	}
 }
 
-// writeNow writes bufs (holding n payload bytes) to the socket; only the
-// goroutine that set c.writing may call it.
+// kickIfQueued wakes the writer if frames wait and nobody is writing.
+func (c *clientConn) kickIfQueued() {
+	c.qmu.Lock()
+	wake := !c.writing && len(c.queue) > c.qhead
+	c.qmu.Unlock()
+	if wake {
+		c.kickWriter()
+	}
+}
+
+// writeNow writes bufs (holding n write payload bytes) to the socket; only
+// the goroutine that set c.writing may call it.
 func (c *clientConn) writeNow(bufs net.Buffers, n int) error {
-	c.raw.SetWriteDeadline(time.Now().Add(c.p.t.cfg.WriteTimeout))
-	if _, err := bufs.WriteTo(c.c); err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+	var err error
+	_, c.iov, err = writeTo(c.c, bufs, c.p.t.cfg.WriteTimeout, c.iov)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 			err = fmt.Errorf("%w: receiver took no bytes for %v", kvtransfer.ErrTimeout, c.p.t.cfg.WriteTimeout)
 		} else {
 			err = fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err)
@@ -509,7 +545,7 @@ func (c *clientConn) writeNow(bufs net.Buffers, n int) error {
 
 // pushWait queues a write frame, waiting while the queue holds MaxQueued
 // bytes (backpressure).
-func (c *clientConn) pushWait(ctx context.Context, f *frame, n int, mode pushMode) error {
+func (c *clientConn) pushWait(ctx context.Context, f frame, n int, mode pushMode) error {
 	for {
 		c.qmu.Lock()
 		if c.failing {
@@ -518,14 +554,24 @@ func (c *clientConn) pushWait(ctx context.Context, f *frame, n int, mode pushMod
 			return err
 		}
 		if c.queued == 0 || c.queued+n <= c.p.t.cfg.MaxQueued {
+			c.queue = append(c.queue, f)
+			c.queued += n
+			idle := !c.writing
 			c.qmu.Unlock()
-			return c.push(f, n, mode)
+			if mode == pushKick && idle {
+				c.kickWriter()
+			}
+			return nil
 		}
 		if c.space == nil {
 			c.space = make(chan struct{})
 		}
 		space := c.space
+		wake := !c.writing
 		c.qmu.Unlock()
+		if wake {
+			c.kickWriter() // lazily queued frames must go for space to come
+		}
 		select {
 		case <-space:
 		case <-ctx.Done():
@@ -539,42 +585,40 @@ func (c *clientConn) pushWait(ctx context.Context, f *frame, n int, mode pushMod
 const maxBatch = 4 << 20
 
 func (c *clientConn) writeLoop() {
-	var bufs net.Buffers
 	for {
 		select {
 		case <-c.kick:
 		case <-c.done:
 			return
 		}
-		var ok bool
-		if bufs, ok = c.drain(bufs); !ok {
+		if !c.drain() {
 			return
 		}
 	}
 }
 
 // drain writes queued frames until the queue is empty, unless another
-// goroutine is writing (it drains what it finds, then kicks the writer).
+// goroutine is writing (that one drains what it finds before it stops).
 // It reports false once the connection failed.
-func (c *clientConn) drain(bufs net.Buffers) (net.Buffers, bool) {
+func (c *clientConn) drain() bool {
 	for {
 		c.qmu.Lock()
 		if c.failing {
 			c.qmu.Unlock()
-			return bufs, false
+			return false
 		}
-		if c.writing || len(c.queue) == 0 {
+		if c.writing || len(c.queue) == c.qhead {
 			c.qmu.Unlock()
-			return bufs, true
+			return true
 		}
-		var bytes int
-		bufs, bytes = c.takeBatch(bufs[:0])
+		bufs, bytes := c.takeBatch()
 		c.writing = true
 		c.qmu.Unlock()
-		if err := c.writeNow(bufs, bytes); err != nil {
-			return bufs, false
-		}
+		err := c.writeNow(bufs, bytes)
 		clear(bufs)
+		if err != nil {
+			return false
+		}
 		c.qmu.Lock()
 		c.writing = false
 		c.queued -= bytes
@@ -586,69 +630,91 @@ func (c *clientConn) drain(bufs net.Buffers) (net.Buffers, bool) {
 	}
 }
 
-// takeBatch moves up to maxBatch bytes of queued frames into bufs,
-// coalescing each run of writes to one reservation into a FrameWriteV.
-// c.qmu is held.
-func (c *clientConn) takeBatch(bufs net.Buffers) (net.Buffers, int) {
-	bytes := 0
-	i := 0
-	for i < len(c.queue) && (i == 0 || bytes < maxBatch) && len(bufs) < 1000 {
-		f := c.queue[i]
+// takeBatch moves up to maxBatch bytes of queued frames into c.bufs,
+// coalescing each run of writes to one reservation into a FrameWriteV, and
+// returns the buffers and the write payload bytes in them. c.qmu is held.
+func (c *clientConn) takeBatch() (net.Buffers, int) {
+	bufs, scratch := c.bufs[:0], c.scratch[:0]
+	q := c.queue[c.qhead:]
+	bytes, i := 0, 0
+	for i < len(q) && (i == 0 || bytes < maxBatch) {
+		f := &q[i]
 		j := i + 1
-		if f.write {
-			run := len(f.payload)
-			for j < len(c.queue) && j-i < wire.MaxSegments && len(bufs)+j-i < 1000 {
-				g := c.queue[j]
-				if !g.write || g.id != f.id || g.crc != f.crc || run+len(g.payload) > wire.MaxWrite {
+		run := len(f.payload)
+		if f.write() {
+			for j < len(q) && j-i < wire.MaxSegments {
+				g := &q[j]
+				if !g.write() || g.h.ID != f.h.ID || g.h.Flags != f.h.Flags || run+len(g.payload) > wire.MaxWrite {
 					break
 				}
 				run += len(g.payload)
 				j++
 			}
 		}
+		// Stop where the batch's buffers or scratch would run out (the
+		// scratch must not grow: bufs point into it).
+		j = min(j, i+maxBufs-1-len(bufs))
+		if j <= i {
+			break
+		}
+		if j-i > 1 {
+			run = 0
+			for _, g := range q[i:j] {
+				run += len(g.payload)
+			}
+		}
+		start := len(scratch)
 		if j-i == 1 {
-			bufs = append(bufs, f.hdr[:])
+			scratch = scratch[:start+wire.HeaderSize]
+			f.h.Encode(scratch[start:])
+			bufs = append(bufs, scratch[start:len(scratch):len(scratch)])
 			if len(f.payload) > 0 {
 				bufs = append(bufs, f.payload)
 			}
-			bytes += len(f.payload)
+			if f.write() {
+				bytes += len(f.payload)
+			}
 			i++
 			continue
 		}
 		// A run of writes to one reservation: one writev frame.
-		segs := make([]wire.Segment, 0, j-i)
-		total := 0
-		for _, g := range c.queue[i:j] {
-			segs = append(segs, g.seg)
-			total += len(g.payload)
+		segs := c.segs[:0]
+		for _, g := range q[i:j] {
+			segs = append(segs, wire.Segment{Slot: g.h.Slot, Length: g.h.Length, Offset: g.h.Arg, CRC: g.h.CRC})
 		}
-		hb := make([]byte, wire.HeaderSize, wire.HeaderSize+len(segs)*wire.SegmentSize)
-		h := wire.Header{Type: wire.FrameWriteV, Length: uint32(total), ID: f.id, Slot: uint32(len(segs))}
-		if f.crc {
-			h.Flags = wire.FlagCRC
-		}
-		h.Encode(hb)
-		bufs = append(bufs, wire.EncodeSegments(hb, segs))
-		for _, g := range c.queue[i:j] {
+		c.segs = segs
+		h := wire.Header{Type: wire.FrameWriteV, Flags: f.h.Flags, Length: uint32(run), ID: f.h.ID, Slot: uint32(len(segs))}
+		scratch = scratch[:start+wire.HeaderSize]
+		h.Encode(scratch[start:])
+		scratch = wire.EncodeSegments(scratch, segs)
+		bufs = append(bufs, scratch[start:len(scratch):len(scratch)])
+		for _, g := range q[i:j] {
 			bufs = append(bufs, g.payload)
 		}
-		bytes += total
+		bytes += run
 		i = j
 	}
-	clear(c.queue[:i])
-	c.queue = c.queue[i:]
-	if len(c.queue) == 0 {
-		c.queue = c.queue[:0:0]
+	clear(q[:i])
+	c.qhead += i
+	switch {
+	case c.qhead == len(c.queue):
+		c.queue, c.qhead = c.queue[:0], 0
+	case c.qhead >= 1024 && 2*c.qhead >= len(c.queue):
+		n := copy(c.queue, c.queue[c.qhead:])
+		clear(c.queue[n:])
+		c.queue, c.qhead = c.queue[:n], 0
 	}
+	c.bufs, c.scratch = bufs, scratch
 	return bufs, bytes
 }
 
 func (c *clientConn) readLoop() {
-	var hb [wire.HeaderSize]byte
+	in := newConnReader(c.c, 0)
 	var h wire.Header
 	var lastErr error // an Error frame just before the close explains it
 	for {
-		if _, err := io.ReadFull(c.c, hb[:]); err != nil {
+		hb, err := in.header(wire.HeaderSize)
+		if err != nil {
 			if lastErr != nil {
 				err = lastErr
 			} else if c.alive() {
@@ -657,14 +723,13 @@ func (c *clientConn) readLoop() {
 			c.fail(err)
 			return
 		}
-		if err := h.Decode(hb[:]); err != nil {
+		if err := h.Decode(hb); err != nil {
 			c.fail(fmt.Errorf("%w: %w", kvtransfer.ErrProtocol, err))
 			return
 		}
 		var payload []byte
 		if h.Length > 0 {
-			payload = make([]byte, h.Length)
-			if _, err := io.ReadFull(c.c, payload); err != nil {
+			if payload, err = in.next(int(h.Length)); err != nil {
 				c.fail(fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err))
 				return
 			}
@@ -713,7 +778,6 @@ type session struct {
 	slots []kvtransfer.Slot
 	conns []*clientConn // the peer's connections when the session opened
 	home  int           // the connection of a small session
-	rr    atomic.Uint32
 
 	mu        sync.Mutex
 	opened    []bool // OPEN queued on conns[i]
@@ -727,20 +791,31 @@ type session struct {
 	aborted   bool // ABORT frames sent
 }
 
+// stripe is how many bytes of a session past lazyMax go to one connection
+// before the next takes over: long enough for big batches on each, short
+// enough that a few MiB spread over all of them.
+const stripe = 256 << 10
+
+// conn returns the connection for the write of n bytes at position pos of
+// the session's stream: a small session stays on its home connection (its
+// commit then waits on no other); past lazyMax, stripes go round the others.
+func (s *session) conn(pos int64, n int) int {
+	if len(s.conns) == 1 || pos+int64(n) <= lazyMax {
+		return s.home
+	}
+	return (s.home + 1 + int((pos-lazyMax)/stripe)) % len(s.conns)
+}
+
 // use returns conn i, queuing the OPEN on it first if this session has not
-// used it yet. The OPEN is queued under s.mu, so no later frame of this
-// session can overtake it on that connection.
-func (s *session) use(i int) (*clientConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// used it yet. s.mu is held, so no later frame of this session can overtake
+// the OPEN on that connection.
+func (s *session) useLocked(i int) (*clientConn, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
 	c := s.conns[i]
 	if !s.opened[i] {
-		f := &frame{payload: s.token[:]}
-		h := wire.Header{Type: wire.FrameOpen, Length: kvtransfer.TokenSize, ID: s.id}
-		h.Encode(f.hdr[:])
+		f := frame{h: wire.Header{Type: wire.FrameOpen, Length: kvtransfer.TokenSize, ID: s.id}, payload: s.token[:]}
 		c.route(s)
 		if err := c.push(f, 0, pushLazy); err != nil {
 			c.unroute(s.id)
@@ -751,36 +826,32 @@ func (s *session) use(i int) (*clientConn, error) {
 	return c, nil
 }
 
+func (s *session) use(i int) (*clientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.useLocked(i)
+}
+
 func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) error {
 	if slot < 0 || slot >= len(s.slots) || off < 0 || off > int64(s.slots[slot].Length) ||
 		int64(len(src)) > int64(s.slots[slot].Length)-off {
 		return &kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id,
 			Err: fmt.Errorf("%w: %d bytes at %d in slot %d of %d", kvtransfer.ErrOutOfBounds, len(src), off, slot, len(s.slots))}
 	}
-	s.mu.Lock()
-	err := s.err
-	if err == nil && s.ended {
-		err = kvtransfer.ErrSessionDone
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	for len(src) > 0 {
 		n := min(len(src), s.t.cfg.MaxChunk)
 		chunk := src[:n]
-		// A small session stays on one connection (its commit then waits on
-		// no other); past lazyMax, writes stripe over all of them.
 		s.mu.Lock()
-		small := s.written+int64(n) <= lazyMax
-		s.mu.Unlock()
-		var i int
-		if small {
-			i = s.home
-		} else {
-			i = int(s.rr.Add(1)) % len(s.conns)
+		if s.err == nil && s.ended {
+			s.mu.Unlock()
+			return kvtransfer.ErrSessionDone
 		}
-		c, err := s.use(i)
+		pos := s.written
+		c, err := s.useLocked(s.conn(pos, n))
+		if err == nil {
+			s.written += int64(n)
+		}
+		s.mu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -791,30 +862,29 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 			}
 			s.t.stats.BytesSent.Add(uint64(n))
 		} else {
-			f := &frame{payload: chunk, write: true, id: s.id, crc: s.t.cfg.CRC}
-			h := wire.Header{Type: wire.FrameWrite, Length: uint32(n), ID: s.id, Slot: uint32(slot), Arg: uint64(off)}
+			f := frame{h: wire.Header{Type: wire.FrameWrite, Length: uint32(n), ID: s.id, Slot: uint32(slot), Arg: uint64(off)}, payload: chunk}
 			if s.t.cfg.CRC {
-				h.Flags = wire.FlagCRC
-				h.CRC = wire.CRC(chunk)
+				f.h.Flags = wire.FlagCRC
+				f.h.CRC = wire.CRC(chunk)
 			}
-			f.seg = wire.Segment{Slot: h.Slot, Length: h.Length, Offset: h.Arg, CRC: h.CRC}
-			h.Encode(f.hdr[:])
-			s.mu.Lock()
+			// The first lazyMax bytes wait for Flush or Commit to write
+			// them on the caller's goroutine; later ones wake the writer.
 			mode := pushKick
-			if s.written+int64(n) <= lazyMax {
+			if pos+int64(n) <= lazyMax {
 				mode = pushLazy
+			} else if pos <= lazyMax && c != s.conns[s.home] {
+				s.conns[s.home].kickIfQueued() // the lazy start goes too
 			}
-			s.mu.Unlock()
 			if err := c.pushWait(ctx, f, n, mode); err != nil {
 				if ctx.Err() != nil {
+					s.mu.Lock()
+					s.written -= int64(n) // never queued
+					s.mu.Unlock()
 					return err
 				}
 				return s.fail(&kvtransfer.TransferError{Op: "write", Peer: s.p.addr, ID: s.id, Err: err})
 			}
 		}
-		s.mu.Lock()
-		s.written += int64(n)
-		s.mu.Unlock()
 		src, off = src[n:], off+int64(n)
 	}
 	return nil
@@ -868,9 +938,7 @@ func (s *session) abortLocked(reason string) {
 			continue
 		}
 		c.unroute(s.id)
-		f := &frame{payload: []byte(reason)}
-		h := wire.Header{Type: wire.FrameAbort, Length: uint32(len(reason)), ID: s.id}
-		h.Encode(f.hdr[:])
+		f := frame{h: wire.Header{Type: wire.FrameAbort, Length: uint32(len(reason)), ID: s.id}, payload: []byte(reason)}
 		_ = c.push(f, 0, pushKick)
 	}
 }
@@ -898,12 +966,13 @@ func (s *session) Flush(ctx context.Context) error {
 		return nil // nothing written
 	}
 	w.left = len(conns)
+	if s.flushes == nil {
+		s.flushes = map[uint64]*flushWait{}
+	}
 	s.flushes[seq] = w
 	s.mu.Unlock()
 	for _, c := range conns {
-		f := &frame{}
-		h := wire.Header{Type: wire.FrameFlush, ID: s.id, Arg: seq}
-		h.Encode(f.hdr[:])
+		f := frame{h: wire.Header{Type: wire.FrameFlush, ID: s.id, Arg: seq}}
 		if err := c.push(f, 0, pushDrain); err != nil {
 			return s.fail(&kvtransfer.TransferError{Op: "flush", Peer: s.p.addr, ID: s.id, Err: err})
 		}
@@ -969,13 +1038,11 @@ func (s *session) Commit(ctx context.Context, payload []byte) error {
 	s.mu.Lock()
 	for i, o := range s.conns {
 		if s.opened[i] && o != c {
-			o.kickWriter()
+			o.kickIfQueued()
 		}
 	}
 	s.mu.Unlock()
-	f := &frame{payload: payload}
-	h.Encode(f.hdr[:])
-	if err := c.push(f, 0, pushDrain); err != nil {
+	if err := c.push(frame{h: h, payload: payload}, 0, pushDrain); err != nil {
 		return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
 	}
 	select {

@@ -2,23 +2,35 @@
 // kvtransfer.Receiver, Transport is the sender side.
 //
 // The sender keeps persistent connections per peer (Config.Conns, several
-// for bandwidth) and multiplexes sessions over them: a session's writes go
-// round-robin over the connections, each preceded on its connection by an
-// OPEN with the capability token. Writes are queued, not copied; one
-// writer goroutine per connection drains the queue with writev (net.Buffers)
-// from the caller's memory, coalescing a run of writes to one reservation
-// into a single FrameWriteV. The first 64 KiB of a session are only queued;
-// its Flush or Commit writes the queue itself, on the caller's goroutine, as
-// one writev: a small transfer costs one system call and no goroutine
-// hand-off, and a large one wakes the writer and streams while the caller
-// computes.
+// for bandwidth) and multiplexes sessions over them: a session's first 64
+// KiB stay on one connection (its home), and past that it stripes 256 KiB
+// runs round the others, each preceded on its connection by an OPEN with
+// the capability token. Writes are queued, not copied (a queue entry is a
+// header and a slice of the caller's memory, no allocation); one writer
+// goroutine per connection drains the queue with writev from the caller's
+// memory, coalescing a run of writes to one reservation into a single
+// FrameWriteV. The first 64 KiB of a session are only queued; its Flush or
+// Commit writes the queue itself, on the caller's goroutine, as one writev:
+// a small transfer costs one system call and no goroutine hand-off, and a
+// large one wakes the writer and streams while the caller computes. A
+// writer that is already writing is never woken: it drains the queue to
+// the end before it stops.
 //
-// The server reads each frame header, checks it against the reservation
-// (kvtransfer.Attachment), and only then reads the payload, with readv
-// straight into the slots; the same readv also picks up the next header if
-// it has arrived. A commit on one connection waits for bytes still in
-// flight on the others (the receiver counts them), so the sender needs no
-// extra round trip before committing.
+// The server reads through a small lookahead buffer (8 KiB): a frame
+// header, a segment table, a token or a commit payload usually arrived with
+// the previous read and costs no system call. Each write payload is checked
+// against the reservation (kvtransfer.Attachment) before a byte of it is
+// read, then read with readv straight into the slots, the lookahead as the
+// last buffer so the next frame's first bytes come along. The payload bytes
+// that were already in the lookahead are copied into the slot: at most 8
+// KiB per frame, the rest lands in place. A commit on one connection waits
+// for bytes still in flight on the others (the receiver counts them), so
+// the sender needs no extra round trip before committing.
+//
+// Deadlines cost nothing on the fast path: a read or write that does not
+// have to wait sets none. Only when a read inside a frame must wait does
+// the reader arm FrameTimeout, and only when a write must wait for the peer
+// to take bytes does the writer arm WriteTimeout (again at each wait).
 //
 // Failure handling: a protocol violation (see package kvtransfer) gets an
 // Error frame, a half-close and the connection closed; a reservation that

@@ -24,8 +24,9 @@ type ServerConfig struct {
 	Advertise string
 	// TLS, when set, is required of every connection.
 	TLS *tls.Config
-	// FrameTimeout bounds how long one frame's payload may take to arrive
-	// once its header did; a sender that stalls mid-frame loses the
+	// FrameTimeout bounds how long the rest of a frame (segment table,
+	// payload) may take once its header arrived, counted from the first
+	// read that has to wait; a sender that stalls mid-frame loses the
 	// connection (default 5s). An idle connection has no timeout: TCP
 	// keepalive (KeepAlive) finds dead peers.
 	FrameTimeout time.Duration
@@ -116,7 +117,8 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			break
 		}
-		sc := &serverConn{s: s, c: c, raw: c, peer: c.RemoteAddr().String(), entries: map[uint64]*entry{}}
+		sc := &serverConn{s: s, c: c, raw: c, peer: c.RemoteAddr().String(), entries: map[uint64]*entry{},
+			out: make([]byte, wire.HeaderSize, wire.HeaderSize+wire.MaxControl)}
 		s.mu.Lock()
 		s.conns[sc] = struct{}{}
 		s.mu.Unlock()
@@ -153,23 +155,19 @@ type serverConn struct {
 	raw  net.Conn
 	peer string
 
-	wmu sync.Mutex // serializes frames to the sender
+	wmu  sync.Mutex // serializes frames to the sender; guards out and wiov
+	out  []byte     // the frame being sent
+	wiov [][]byte
 
 	mu      sync.Mutex
 	entries map[uint64]*entry
 	closed  bool
 	rdma    RDMALink
 
-	// hb holds the next frame header; have bytes of it were already read
-	// by the previous frame's readv.
-	hb   [wire.HeaderSize]byte
-	have int
-
-	// reader-goroutine scratch for writev frames
-	table []byte
-	segs  []wire.Segment
-	dsts  [][]byte
-	iov   [][]byte
+	// reader-goroutine state: the frame reader and scratch for writev frames
+	in   *connReader
+	segs []wire.Segment
+	dsts [][]byte
 }
 
 // violation is a protocol error: refuse, tell the sender why, close.
@@ -239,13 +237,13 @@ func (sc *serverConn) linger() {
 // send writes one frame to the sender.
 func (sc *serverConn) send(h wire.Header, payload []byte) error {
 	h.Length = uint32(len(payload))
-	var b [wire.HeaderSize]byte
-	h.Encode(b[:])
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
-	sc.c.SetWriteDeadline(time.Now().Add(sc.s.cfg.WriteTimeout))
-	bufs := net.Buffers{b[:], payload}
-	_, err := bufs.WriteTo(sc.c)
+	sc.out = sc.out[:wire.HeaderSize]
+	h.Encode(sc.out)
+	sc.out = append(sc.out, payload...)
+	var err error
+	_, sc.wiov, err = writeTo(sc.c, net.Buffers{sc.out}, sc.s.cfg.WriteTimeout, sc.wiov)
 	if err != nil {
 		sc.raw.Close() // the reader notices and cleans up
 	}
@@ -290,20 +288,16 @@ func (sc *serverConn) loop() error {
 	if err := sc.handshake(); err != nil {
 		return err
 	}
+	sc.in = newConnReader(sc.c, sc.s.cfg.FrameTimeout)
 	var h wire.Header
 	for {
-		sc.c.SetReadDeadline(time.Time{})
-		if _, err := io.ReadFull(sc.c, sc.hb[sc.have:]); err != nil {
+		hb, err := sc.in.header(wire.HeaderSize)
+		if err != nil {
 			return err
 		}
-		sc.have = 0
-		if err := h.Decode(sc.hb[:]); err != nil {
+		if err := h.Decode(hb); err != nil {
 			return &violation{code: wire.CodeProtocol, err: fmt.Errorf("%w: %w", kvtransfer.ErrProtocol, err)}
 		}
-		if h.Length > 0 {
-			sc.c.SetReadDeadline(time.Now().Add(sc.s.cfg.FrameTimeout))
-		}
-		var err error
 		switch h.Type {
 		case wire.FrameOpen:
 			err = sc.open(&h)
@@ -330,18 +324,10 @@ func (sc *serverConn) loop() error {
 	}
 }
 
+// readPayload returns a control frame's payload (at most wire.MaxControl
+// bytes, checked by the header decoder). It is valid until the next read.
 func (sc *serverConn) readPayload(n uint32) ([]byte, error) {
-	p := make([]byte, n)
-	err := sc.readLast(p)
-	return p, err
-}
-
-// readLast reads the last bytes of the current frame into bufs, and as
-// much of the next frame's header as has arrived.
-func (sc *serverConn) readLast(bufs ...[]byte) error {
-	_, extra, err := readvFull(sc.c, bufs, sc.hb[:], sc.iov)
-	sc.have = extra
-	return err
+	return sc.in.next(int(n))
 }
 
 func (sc *serverConn) lookup(id uint64) (*entry, bool) {
@@ -360,7 +346,8 @@ func (sc *serverConn) open(h *wire.Header) error {
 		return &violation{id: h.ID, code: wire.CodeProtocol, err: fmt.Errorf("%w: reservation %d opened twice", kvtransfer.ErrProtocol, h.ID)}
 	}
 	id := h.ID
-	att, err := sc.s.recv.Attach(id, kvtransfer.Token(p), kvtransfer.AttachHooks{
+	tok := kvtransfer.Token(p)
+	att, err := sc.s.recv.Attach(id, tok, kvtransfer.AttachHooks{
 		Ended: func(st kvtransfer.State, err error) { sc.ended(id, st, err) },
 		Kill:  sc.close,
 	})
@@ -422,8 +409,7 @@ func (sc *serverConn) write(h *wire.Header) error {
 	dead := e.dead
 	sc.mu.Unlock()
 	if dead != nil {
-		_, err := io.CopyN(io.Discard, sc.c, int64(h.Length))
-		return err
+		return sc.in.discard(int64(h.Length))
 	}
 	dst, err := e.att.BeginWrite(h.Slot, h.Arg, h.Length)
 	if err != nil {
@@ -431,16 +417,16 @@ func (sc *serverConn) write(h *wire.Header) error {
 			sc.mu.Lock()
 			e.dead = err
 			sc.mu.Unlock()
-			_, err := io.CopyN(io.Discard, sc.c, int64(h.Length))
-			return err
+			return sc.in.discard(int64(h.Length))
 		}
 		if errors.Is(err, kvtransfer.ErrOutOfBounds) {
 			e.att.Fail(err)
 		}
 		return &violation{id: h.ID, code: codeOf(err), err: err}
 	}
-	var n int
-	n, sc.have, err = readvFull(sc.c, [][]byte{dst}, sc.hb[:], sc.iov)
+	sc.dsts = append(sc.dsts[:0], dst)
+	n, err := sc.in.payload(sc.dsts)
+	sc.dsts[0] = nil
 	if err == nil && h.Flags&wire.FlagCRC != 0 {
 		if got := wire.CRC(dst); got != h.CRC {
 			err = &violation{id: h.ID, code: wire.CodeCRC, err: fmt.Errorf("%w: slot %d offset %d: got %#x want %#x", kvtransfer.ErrChecksum, h.Slot, h.Arg, got, h.CRC)}
@@ -463,11 +449,8 @@ func (sc *serverConn) writev(h *wire.Header) error {
 	if h.Flags&wire.FlagCRC == 0 && sc.s.cfg.RequireCRC {
 		return &violation{id: h.ID, code: wire.CodeCRC, err: fmt.Errorf("%w: write without crc", kvtransfer.ErrChecksum)}
 	}
-	if cap(sc.table) < wire.MaxSegments*wire.SegmentSize {
-		sc.table = make([]byte, wire.MaxSegments*wire.SegmentSize)
-	}
-	table := sc.table[:int(h.Slot)*wire.SegmentSize]
-	if _, err := io.ReadFull(sc.c, table); err != nil {
+	table, err := sc.in.next(int(h.Slot) * wire.SegmentSize)
+	if err != nil {
 		return err
 	}
 	segs, err := wire.DecodeSegments(h, table, sc.segs)
@@ -479,48 +462,46 @@ func (sc *serverConn) writev(h *wire.Header) error {
 	dead := e.dead
 	sc.mu.Unlock()
 	if dead != nil {
-		_, err := io.CopyN(io.Discard, sc.c, int64(h.Length))
-		return err
+		return sc.in.discard(int64(h.Length))
 	}
-	dsts := sc.dsts[:0]
-	for _, sg := range segs {
-		dst, err := e.att.BeginWrite(sg.Slot, sg.Offset, sg.Length)
-		if err != nil {
-			for range dsts {
-				e.att.EndWrite(0, nil)
-			}
-			if benign(err) {
-				sc.mu.Lock()
-				e.dead = err
-				sc.mu.Unlock()
-				_, err := io.CopyN(io.Discard, sc.c, int64(h.Length))
-				return err
-			}
-			if errors.Is(err, kvtransfer.ErrOutOfBounds) {
-				e.att.Fail(err)
-			}
-			return &violation{id: h.ID, code: codeOf(err), err: err}
-		}
-		dsts = append(dsts, dst)
-	}
+	dsts, err := e.att.BeginWrites(len(segs), func(i int) (uint32, uint64, uint32) {
+		return segs[i].Slot, segs[i].Offset, segs[i].Length
+	}, sc.dsts[:0])
 	sc.dsts = dsts
-	n, extra, rerr := readvFull(sc.c, dsts, sc.hb[:], sc.iov)
-	sc.have = extra
+	if err != nil {
+		if benign(err) {
+			sc.mu.Lock()
+			e.dead = err
+			sc.mu.Unlock()
+			return sc.in.discard(int64(h.Length))
+		}
+		if errors.Is(err, kvtransfer.ErrOutOfBounds) {
+			e.att.Fail(err)
+		}
+		return &violation{id: h.ID, code: codeOf(err), err: err}
+	}
+	n, rerr := sc.in.payload(dsts)
+	landed := int64(n)
 	var bad error
-	for i, dst := range dsts {
-		got := min(n, len(dst))
-		n -= got
-		if rerr == nil && bad == nil && h.Flags&wire.FlagCRC != 0 {
+	if rerr != nil {
+		// Only the segments that arrived whole count.
+		landed = 0
+		for _, dst := range dsts {
+			if n < len(dst) {
+				break
+			}
+			n -= len(dst)
+			landed += int64(len(dst))
+		}
+	} else if h.Flags&wire.FlagCRC != 0 {
+		for i, dst := range dsts {
 			if c := wire.CRC(dst); c != segs[i].CRC {
 				bad = &violation{id: h.ID, code: wire.CodeCRC, err: fmt.Errorf("%w: slot %d offset %d: got %#x want %#x", kvtransfer.ErrChecksum, segs[i].Slot, segs[i].Offset, c, segs[i].CRC)}
+				break
 			}
 		}
-		if got < len(dst) && rerr != nil {
-			e.att.EndWrite(got, rerr)
-		} else {
-			e.att.EndWrite(got, nil)
-		}
 	}
+	e.att.EndWrites(len(dsts), landed, rerr)
 	clear(dsts)
 	if bad != nil {
 		e.att.Fail(bad)
