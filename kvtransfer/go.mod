@@ -12,7 +12,12 @@ require (
 )
 
 require (
+	github.com/duet-llm/duet/engine v0.0.0-00010101000000-000000000000
 	github.com/vishvananda/netlink v1.3.1 // indirect
 	github.com/vishvananda/netns v0.0.5 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 )
+
+replace github.com/duet-llm/duet/engine => ../engine
+
+replace github.com/duet-llm/duet/proto => ../proto
