@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -389,5 +390,20 @@ func waitFree(t *testing.T, e *engine.Engine) {
 			t.Fatalf("%d of %d KV blocks free", e.Pool().FreeBlocks(), e.Pool().NumBlocks())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCollectorsLint: the prefill and decode series pass a pedantic
+// registry (consistent descriptions) and Prometheus' naming lint.
+func TestCollectorsLint(t *testing.T) {
+	p := startPair(t, engine.DefaultOptions())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(p.decSrv.Collector(), p.preSrv.Collector())
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("%s: %s", pr.Metric, pr.Text)
 	}
 }

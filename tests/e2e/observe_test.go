@@ -315,7 +315,7 @@ func checkRequestID(t *testing.T, ctx context.Context, c *localcluster.Cluster, 
 	// The request's lines: the router's, the prefill side's, the decode
 	// side's (the decode node logs "finished" just after its last event,
 	// so wait a moment for it).
-	want := map[string]string{"http request": "", "queued": "", "prefilled": "", "reserved": "", "kv committed": "", "finished": ""}
+	want := map[string]string{"pair chosen": "", "http request": "", "queued": "", "prefilled": "", "reserved": "", "kv committed": "", "finished": ""}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		for _, e := range logs.entries() {
@@ -343,18 +343,18 @@ func checkRequestID(t *testing.T, ctx context.Context, c *localcluster.Cluster, 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	procs := map[string]bool{}
 	for msg, p := range want {
 		if p == "" {
 			t.Errorf("no %q line with request-id %s", msg, id)
 		}
-		procs[p] = true
 	}
-	if want["http request"] != "router-1" {
-		t.Errorf("the router's line came from %q", want["http request"])
+	for _, msg := range []string{"pair chosen", "http request"} {
+		if want[msg] != "router-1" {
+			t.Errorf("the router's %q line came from %q", msg, want[msg])
+		}
 	}
-	if want["prefilled"] != "" && want["finished"] != "" && !procs[want["prefilled"]] {
-		t.Errorf("prefill line from %q", want["prefilled"])
+	if want["prefilled"] == "router-1" || want["finished"] == "router-1" {
+		t.Errorf("node lines from the router: %v", want)
 	}
 	t.Logf("request %s: prefilled on %s, decoded on %s", id, want["prefilled"], want["finished"])
 }

@@ -335,6 +335,10 @@ func (d *Dispatcher) Generate(ctx context.Context, req *gen.Request, emit func(g
 		if attempt > 0 {
 			d.stats.retries.Add(1)
 		}
+		if ce := d.lg.Check(zap.DebugLevel, "pair chosen"); ce != nil {
+			ce.Write(zap.String("request-id", req.ID), zap.String("prefill", pr.p.ID), zap.String("decode", pr.d.ID),
+				zap.Bool("local", pr.local), zap.Int("attempt", attempt+1))
+		}
 		res, emitted, err := d.attempt(ctx, req, sp, pr, emit, release)
 		release()
 		if err == nil {
