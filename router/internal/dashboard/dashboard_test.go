@@ -9,11 +9,14 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 
 	"github.com/duet-llm/duet/cluster"
 	"github.com/duet-llm/duet/router/internal/api"
 	"github.com/duet-llm/duet/router/internal/metrics"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func members() []cluster.NodeView {
 	lease := clientv3.LeaseID(7)
@@ -63,6 +66,7 @@ func TestHandler(t *testing.T) {
 	d := New(Config{RouterID: "r"}, Sources{Members: members})
 	srv := httptest.NewServer(d.Handler())
 	defer srv.Close()
+	defer http.DefaultClient.CloseIdleConnections()
 	tests := []struct {
 		method, path string
 		status       int
