@@ -23,10 +23,10 @@ var hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.
 func archImpls() []*impl {
 	var out []*impl
 	if hasAVX512 {
-		out = append(out, &impl{name: "avx512", vec: &vecImpl{avx512: true, tiles: &tilesAVX512, lanes: 16}})
+		out = append(out, &impl{name: "avx512", vec: &vecImpl{avx512: true, tiles: &tilesAVX512, wsum: &wsumAVX512, lanes: 16}})
 	}
 	if hasAVX2 {
-		out = append(out, &impl{name: "avx2", vec: &vecImpl{tiles: &tilesAVX2, lanes: 8}})
+		out = append(out, &impl{name: "avx2", vec: &vecImpl{tiles: &tilesAVX2, wsum: &wsumAVX2, lanes: 8}})
 	}
 	return out
 }
@@ -49,8 +49,22 @@ type tileSet struct {
 type vecImpl struct {
 	avx512 bool
 	tiles  *[numTypes]tileSet
+	wsum   *[numTypes]wsumSet
 	lanes  int // float32 lanes per register
 }
+
+// wsumMaxQ is the most output rows a weighted-sum kernel takes.
+const wsumMaxQ = 8
+
+// wsumSet is one element type's weighted-sum kernels on one ISA: id[nv][q]
+// (for callWsum) holds q output rows of nv vectors, q up to q[nv].
+type wsumSet struct {
+	q  [wsumMaxV + 1]int
+	id [wsumMaxV + 1][wsumMaxQ + 1]uint16
+}
+
+// wsumMaxV is the most vectors per row a weighted-sum kernel takes.
+const wsumMaxV = 4
 
 func (v *vecImpl) dot(t DType, w []byte, x []float32) float32 {
 	return dotTiles(v.tiles, t, w, x)
@@ -82,6 +96,106 @@ func (v *vecImpl) axpyF32(dst []float32, a float32, x []float32) {
 		v.axpyBlocks(F32, &dst[0], a, (*byte)(unsafe.Pointer(&x[0])), nb)
 	}
 	axpyF32Generic(dst[16*nb:], a, x[16*nb:])
+}
+
+// weightedSum runs the kernels over column groups of up to wsumMaxV
+// vectors and row groups of up to the kernel's q. On AVX-512 a row's last
+// vector is masked; on AVX2 the columns past the last whole vector are
+// left to the pure-Go code. Every output element is computed by exactly
+// one kernel call, over all nk keys in order.
+func (v *vecImpl) weightedSum(t DType, dst []float32, ds int, a []float32, as int, vb []byte, rb, nq, nk, cols int) {
+	if t == BF16 {
+		weightedSumGeneric(t, dst, ds, a, as, vb, rb, nq, nk, cols)
+		return
+	}
+	ws := &v.wsum[t]
+	lanes := v.lanes
+	es := RowBytes(t, 1)
+	vecCols := cols
+	if !v.avx512 {
+		vecCols = cols / lanes * lanes
+	}
+	for c0 := 0; c0 < vecCols; c0 += wsumMaxV * lanes {
+		nv := min(wsumMaxV, (vecCols-c0+lanes-1)/lanes)
+		last := vecCols - c0 - (nv-1)*lanes // columns in the last vector
+		mask := uint64(1)<<last - 1
+		qm := ws.q[nv]
+		for q0 := 0; q0 < nq; q0 += qm {
+			q := min(qm, nq-q0)
+			callWsum(ws.id[nv][q], &dst[q0*ds+c0], uintptr(4*ds), &a[q0], uintptr(4*as), &vb[c0*es], uintptr(rb), nk, mask)
+		}
+	}
+	if vecCols < cols {
+		weightedSumGeneric(t, dst[vecCols:], ds, a, as, vb[vecCols*es:], rb, nq, nk, cols-vecCols)
+	}
+}
+
+func (v *vecImpl) softmaxTile(w, s []float32, n, nq, first int, vs []float32) {
+	if !v.avx512 {
+		softmaxTileGeneric(w, s, n, nq, first, vs)
+		return
+	}
+	var vp *float32
+	if vs != nil {
+		vp = &vs[0]
+	}
+	softmaxAVX512(&w[0], &s[0], n, first, uint64(1)<<nq-1, vp)
+}
+
+// attnScores runs the main score kernel over whole groups of keys and the
+// one-key kernel over the rest.
+func (v *vecImpl) attnScores(dst, k []float32, ks, nk int, qt []float32, hd int, scale float32, kscale []float32) {
+	var sp *float32
+	if kscale != nil {
+		sp = &kscale[0]
+	}
+	kk, ksb := 1, uintptr(4*ks)
+	if v.avx512 {
+		kk = 4
+	}
+	if g := nk / kk; g > 0 {
+		switch {
+		case v.avx512 && sp != nil:
+			scoresAVX512K4S(&dst[0], &k[0], ksb, &qt[0], hd, scale, sp, g)
+		case v.avx512:
+			scoresAVX512K4(&dst[0], &k[0], ksb, &qt[0], hd, scale, nil, g)
+		case sp != nil:
+			scoresAVX2K1S(&dst[0], &k[0], ksb, &qt[0], hd, scale, sp, g)
+		default:
+			scoresAVX2K1(&dst[0], &k[0], ksb, &qt[0], hd, scale, nil, g)
+		}
+	}
+	for key := nk / kk * kk; key < nk; key++ {
+		d, kr := &dst[key*TileLanes], &k[key*ks]
+		switch {
+		case v.avx512 && sp != nil:
+			scoresAVX512K1S(d, kr, ksb, &qt[0], hd, scale, &kscale[key], 1)
+		case v.avx512:
+			scoresAVX512K1(d, kr, ksb, &qt[0], hd, scale, nil, 1)
+		}
+	}
+}
+
+func (v *vecImpl) expF32(dst, src []float32) {
+	nb := 0
+	if v.avx512 {
+		nb = len(dst) / 16
+		if nb > 0 {
+			expF32AVX512(&dst[0], &src[0], nb)
+		}
+	}
+	expF32Generic(dst[16*nb:], src[16*nb:])
+}
+
+func (v *vecImpl) swiGLU(g, u []float32) {
+	nb := 0
+	if v.avx512 {
+		nb = len(g) / 16
+		if nb > 0 {
+			swigluAVX512(&g[0], &u[0], nb)
+		}
+	}
+	swiGLUGeneric(g[16*nb:], u[16*nb:])
 }
 
 func (v *vecImpl) toF32(t DType, dst []float32, src []byte) {

@@ -14,7 +14,18 @@ func (*vecImpl) dot(DType, []byte, []float32) float32                { panic("un
 func (*vecImpl) matMulRows([]float32, Mat, []float32, int, int, int) { panic("unreachable") }
 func (*vecImpl) axpy(DType, []float32, float32, []byte)              { panic("unreachable") }
 func (*vecImpl) axpyF32([]float32, float32, []float32)               { panic("unreachable") }
-func (*vecImpl) toF32(DType, []float32, []byte)                      { panic("unreachable") }
-func (*vecImpl) f32ToF16([]byte, []float32)                          { panic("unreachable") }
-func (*vecImpl) fmaLoop(int) float64                                 { panic("unreachable") }
-func (*vecImpl) sumBytes([]byte) uint64                              { panic("unreachable") }
+func (*vecImpl) weightedSum(DType, []float32, int, []float32, int, []byte, int, int, int, int) {
+	panic("unreachable")
+}
+func (*vecImpl) softmaxTile([]float32, []float32, int, int, int, []float32) {
+	panic("unreachable")
+}
+func (*vecImpl) attnScores([]float32, []float32, int, int, []float32, int, float32, []float32) {
+	panic("unreachable")
+}
+func (*vecImpl) expF32([]float32, []float32)    { panic("unreachable") }
+func (*vecImpl) swiGLU([]float32, []float32)    { panic("unreachable") }
+func (*vecImpl) toF32(DType, []float32, []byte) { panic("unreachable") }
+func (*vecImpl) f32ToF16([]byte, []float32)     { panic("unreachable") }
+func (*vecImpl) fmaLoop(int) float64            { panic("unreachable") }
+func (*vecImpl) sumBytes([]byte) uint64         { panic("unreachable") }

@@ -1,7 +1,8 @@
 // Package kernel holds the engine's compute kernels: dot products and
 // matrix products of weight rows (F32, F16, BF16, Q8_0, I8) with float32
-// activations, the AXPY used for attention's value accumulation, and the
-// type conversions the embedding lookup and the KV cache need.
+// activations, attention's scores, softmax and weighted sum of values,
+// SwiGLU, AXPY, and the type conversions the embedding lookup and the KV
+// cache need.
 //
 // # Batch invariance
 //
@@ -63,6 +64,38 @@
 // a small padded buffer on the stack (weights padded with -0, activations
 // with +0, so the padded lanes add -0, which leaves every partial sum
 // unchanged, -0 and NaN included) and running one more block from it.
+//
+// # Attention
+//
+// Attention has its own kernels, shaped for a tile of up to TileLanes (16)
+// queries of one head against the blocks of its keys and values, each one
+// computing exactly what the scalar loops it replaces compute:
+//
+//   - AttnScores holds the 16 queries in the lanes of a register (stored
+//     by TransposeQueries) rather than the 16 partial sums of one dot
+//     product: partial sum l of every query is one register, the chain of
+//     FMAs over dimensions 16*blk+l with the key element broadcast, and the
+//     canonical tree over l becomes 15 vertical additions, folded in as the
+//     partial sums come (at most five live registers per key, four keys at
+//     once on AVX-512). Every lane runs the canonical order, so the scores
+//     have Dot's bits, with no horizontal reduction per score.
+//   - SoftmaxTile reads the scores position-major (16 queries per row):
+//     per-query maxima, exponentials and running sums are then vertical
+//     operations, and each query's sum still adds its terms in position
+//     order, under a lane mask on the causal edge. The exponential is
+//     float32(math.Exp(float64(x))) bit for bit: on amd64 with FMA,
+//     math.Exp is the assembly archExp, a straight line of double
+//     operations for |x| <= 700, which the kernel runs on 8 doubles per
+//     register with archExp's constants; beyond ±700 and for NaN the
+//     float32 results (0, +Inf, x) are blended in. ExpF32 and SwiGLU use
+//     the same code. TestExpF32MatchesMath -exhaustive-exp checks all 2^32
+//     inputs.
+//   - WeightedSum is the sum of values: R output rows × up to 64 columns
+//     of accumulators stay in registers while the keys stream by, one
+//     broadcast weight and R FMAs per value vector, each output element
+//     taking its keys in order with one rounding each, as a loop of Axpy
+//     calls would. AVX-512 masks the last vector of a row, so any head
+//     dimension runs in the kernel.
 //
 // # Shapes and memory
 //

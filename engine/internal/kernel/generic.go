@@ -118,6 +118,82 @@ func axpyGeneric(t DType, dst []float32, a float32, x []byte) {
 	}
 }
 
+// weightedSumGeneric is WeightedSum in pure Go over value rows rb bytes
+// apart (a row may be wider than cols: the AVX2 driver passes the
+// columns it leaves over).
+func weightedSumGeneric(t DType, dst []float32, ds int, a []float32, as int, v []byte, rb, nq, nk, cols int) {
+	n := RowBytes(t, cols)
+	for j := 0; j < nk; j++ {
+		row := v[j*rb : j*rb+n]
+		for q := 0; q < nq; q++ {
+			axpyGeneric(t, dst[q*ds:q*ds+cols], a[j*as+q], row)
+		}
+	}
+}
+
+func softmaxTileGeneric(w, s []float32, n, nq, first int, vs []float32) {
+	const L = TileLanes
+	for q := 0; q < nq; q++ {
+		valid := min(n, first+q+1)
+		m := float32(math.Inf(-1))
+		for p := 0; p < valid; p++ {
+			if v := s[p*L+q]; v > m {
+				m = v
+			}
+		}
+		var sum float32
+		for p := 0; p < valid; p++ {
+			e := float32(math.Exp(float64(s[p*L+q] - m)))
+			w[p*L+q] = e
+			sum += e
+		}
+		inv := 1 / sum
+		for p := 0; p < valid; p++ {
+			w[p*L+q] = float32(w[p*L+q] * inv)
+		}
+		if vs != nil {
+			for p := 0; p < valid; p++ {
+				w[p*L+q] = float32(w[p*L+q] * vs[p])
+			}
+		}
+	}
+}
+
+func attnScoresGeneric(dst, k []float32, ks, nk int, qt []float32, nq, hd int, scale float32, kscale []float32) {
+	nblk := (hd + 15) / 16
+	for key := 0; key < nk; key++ {
+		row := k[key*ks : key*ks+hd]
+		for q := 0; q < nq; q++ {
+			var p [16]float32
+			for s, l := range scoreOrder {
+				for blk := 0; 16*blk+l < hd; blk++ {
+					p[l] = fma32(row[16*blk+l], qt[(s*nblk+blk)*TileLanes+q], p[l])
+				}
+			}
+			v := tree16(&p)
+			if kscale != nil {
+				v = float32(v * kscale[key])
+			}
+			dst[key*TileLanes+q] = float32(v * scale)
+		}
+	}
+}
+
+func expF32Generic(dst, src []float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = float32(math.Exp(float64(v)))
+	}
+}
+
+func swiGLUGeneric(g, u []float32) {
+	u = u[:len(g)]
+	for i, v := range g {
+		silu := float32(v / float32(1+float32(math.Exp(float64(-v)))))
+		g[i] = float32(silu * u[i])
+	}
+}
+
 func axpyF32Generic(dst []float32, a float32, x []float32) {
 	x = x[:len(dst)]
 	for i := range dst {

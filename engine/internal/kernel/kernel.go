@@ -75,6 +75,173 @@ func Axpy(t DType, dst []float32, a float32, x []byte) {
 	axpyGeneric(t, dst, a, x)
 }
 
+// WeightedSum adds to each of nq rows of dst a weighted sum of nk rows of
+// v, one row at a time in order, as nk calls of Axpy would: for q < nq,
+// c < cols and j = 0, 1, ..., nk-1,
+//
+//	dst[q*ds+c] = fma32(a[j*as+q], V[j][c], dst[q*ds+c])
+//
+// where V[j] is row j of v: cols elements of type t (F32, F16, BF16 or I8),
+// rows RowBytes(t, cols) bytes apart. The weights are stored key-major
+// (a[j*as+q]) so that one key's weights for all rows are adjacent. It is
+// attention's sum of values: each output element sees the same sequence
+// of single-rounding FMAs whatever nq and the tiling are.
+func WeightedSum(t DType, dst []float32, ds int, a []float32, as int, v []byte, nq, nk, cols int) {
+	if t == Q8_0 || !t.Valid() {
+		panic("kernel: WeightedSum does not take " + t.String())
+	}
+	if nq < 0 || nk < 0 || cols < 0 {
+		panic(fmt.Sprintf("kernel: WeightedSum: %d rows, %d keys, %d columns", nq, nk, cols))
+	}
+	if nq == 0 || nk == 0 || cols == 0 {
+		return
+	}
+	rb := RowBytes(t, cols)
+	switch {
+	case ds < cols || len(dst) < (nq-1)*ds+cols:
+		panic(fmt.Sprintf("kernel: WeightedSum: dst of %d floats, stride %d, for %d rows of %d", len(dst), ds, nq, cols))
+	case as < nq || len(a) < (nk-1)*as+nq:
+		panic(fmt.Sprintf("kernel: WeightedSum: %d weights, stride %d, for %d keys of %d rows", len(a), as, nk, nq))
+	case len(v)/rb < nk:
+		panic(fmt.Sprintf("kernel: WeightedSum: %d bytes of values for %d %s rows of %d", len(v), nk, t, cols))
+	}
+	if vi := cur().vec; vi != nil {
+		vi.weightedSum(t, dst, ds, a, as, v, rb, nq, nk, cols)
+		return
+	}
+	weightedSumGeneric(t, dst, ds, a, as, v, rb, nq, nk, cols)
+}
+
+// TileLanes is the number of queries SoftmaxTile takes at once: the
+// lanes of its rows.
+const TileLanes = 16
+
+// SoftmaxTile is attention's softmax for a tile of up to TileLanes queries
+// whose scores are stored position-major: s[p*TileLanes+q] is query q's
+// score for key position p, for p < n. Query q (q < nq) attends to
+// positions 0..first+q (first+nq >= n). For each query, in position
+// order, exactly as the scalar loop
+//
+//	m := -Inf; for each p: if s > m { m = s }
+//	sum := float32(0); for each p: e_p = float32(math.Exp(float64(s_p - m))); sum += e_p
+//	inv := 1 / sum; w_p = float32(e_p * inv)  (then float32(w_p * vs[p]) when vs != nil)
+//
+// it writes w[p*TileLanes+q]. Entries of w for queries at or past nq, or
+// positions past a query's last, are unspecified. s is not modified.
+func SoftmaxTile(w, s []float32, n, nq, first int, vs []float32) {
+	switch {
+	case n < 0 || nq < 0 || nq > TileLanes || first < 0 || (n > 0 && first+nq < n):
+		panic(fmt.Sprintf("kernel: SoftmaxTile: %d positions, %d queries from %d", n, nq, first))
+	case len(s) < n*TileLanes || len(w) < n*TileLanes:
+		panic(fmt.Sprintf("kernel: SoftmaxTile: %d positions need %d floats, have %d and %d", n, n*TileLanes, len(s), len(w)))
+	case vs != nil && len(vs) < n:
+		panic(fmt.Sprintf("kernel: SoftmaxTile: %d scales for %d positions", len(vs), n))
+	}
+	if n == 0 || nq == 0 {
+		return
+	}
+	if vi := cur().vec; vi != nil {
+		vi.softmaxTile(w, s, n, nq, first, vs)
+		return
+	}
+	softmaxTileGeneric(w, s, n, nq, first, vs)
+}
+
+// scoreOrder is the order in which the score kernels compute the 16
+// partial sums of the canonical dot product: the order that folds the
+// canonical tree in as they come (see internal/asmgen/scores.go).
+var scoreOrder = [16]int{0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15}
+
+// QueriesLen is the length of the buffer TransposeQueries fills for a head
+// dimension of hd.
+func QueriesLen(hd int) int { return TileLanes * 16 * ((hd + 15) / 16) }
+
+// TransposeQueries stores nq (at most TileLanes) query rows of hd floats,
+// q[i*hd:(i+1)*hd], into qt (QueriesLen(hd) floats) in the layout
+// AttnScores reads: for the 16 partial sums of the dot product, each
+// dimension's TileLanes queries side by side. Lanes past nq are zero.
+func TransposeQueries(qt, q []float32, nq, hd int) {
+	if nq < 0 || nq > TileLanes || hd < 0 || len(q) < nq*hd || len(qt) < QueriesLen(hd) {
+		panic(fmt.Sprintf("kernel: TransposeQueries: %d queries of %d into %d floats from %d", nq, hd, len(qt), len(q)))
+	}
+	nblk := (hd + 15) / 16
+	clear(qt[:QueriesLen(hd)])
+	for s, l := range scoreOrder {
+		for blk := 0; blk < nblk; blk++ {
+			d := 16*blk + l
+			if d >= hd {
+				continue
+			}
+			dst := qt[(s*nblk+blk)*TileLanes:]
+			for i := 0; i < nq; i++ {
+				dst[i] = q[i*hd+d]
+			}
+		}
+	}
+}
+
+// AttnScores computes attention scores for nk keys against a tile of nq
+// queries stored by TransposeQueries: for k < nk and q < nq,
+//
+//	dst[k*TileLanes+q] = float32(Dot(F32, K[k], Q[q]) * scale)
+//
+// or, when kscale is not nil, float32(float32(dot*kscale[k]) * scale).
+// K[k] is k[k*ks : k*ks+hd]. Each dot product has the canonical bits.
+// Lanes at or past nq are written with unspecified values.
+func AttnScores(dst, k []float32, ks, nk int, qt []float32, nq, hd int, scale float32, kscale []float32) {
+	switch {
+	case nk < 0 || hd < 0 || ks < hd || nq < 0 || nq > TileLanes:
+		panic(fmt.Sprintf("kernel: AttnScores: %d keys of %d, stride %d", nk, hd, ks))
+	case nk == 0:
+		return
+	case len(k) < (nk-1)*ks+hd || len(qt) < QueriesLen(hd) || len(dst) < nk*TileLanes || (kscale != nil && len(kscale) < nk):
+		panic(fmt.Sprintf("kernel: AttnScores: %d keys of %d need %d floats (have %d), %d queries (have %d), %d outputs (have %d)",
+			nk, hd, (nk-1)*ks+hd, len(k), QueriesLen(hd), len(qt), nk*TileLanes, len(dst)))
+	}
+	if hd == 0 {
+		for i := range dst[:nk*TileLanes] {
+			v := float32(0)
+			if kscale != nil {
+				v = float32(v * kscale[i/TileLanes])
+			}
+			dst[i] = float32(v * scale)
+		}
+		return
+	}
+	if vi := cur().vec; vi != nil {
+		vi.attnScores(dst, k, ks, nk, qt, hd, scale, kscale)
+		return
+	}
+	attnScoresGeneric(dst, k, ks, nk, qt, nq, hd, scale, kscale)
+}
+
+// ExpF32 sets dst[i] = float32(math.Exp(float64(src[i]))) for i <
+// len(dst), with the bits of the math package's Exp.
+func ExpF32(dst, src []float32) {
+	if len(src) < len(dst) {
+		panic(fmt.Sprintf("kernel: ExpF32: %d inputs for %d outputs", len(src), len(dst)))
+	}
+	if vi := cur().vec; vi != nil {
+		vi.expF32(dst, src)
+		return
+	}
+	expF32Generic(dst, src)
+}
+
+// SwiGLU sets g[i] = silu(g[i]) * u[i] for i < len(g), rounded as
+//
+//	float32(float32(g / float32(1+float32(math.Exp(float64(-g))))) * u)
+func SwiGLU(g, u []float32) {
+	if len(u) < len(g) {
+		panic(fmt.Sprintf("kernel: SwiGLU: %d up values for %d gates", len(u), len(g)))
+	}
+	if vi := cur().vec; vi != nil {
+		vi.swiGLU(g, u)
+		return
+	}
+	swiGLUGeneric(g, u)
+}
+
 // AxpyF32 computes dst[i] = fma32(a, x[i], dst[i]) for i < len(dst).
 func AxpyF32(dst []float32, a float32, x []float32) {
 	if len(x) < len(dst) {

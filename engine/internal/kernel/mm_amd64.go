@@ -332,6 +332,456 @@ func fmaLoopAVX2(iters int)
 //go:noescape
 func sumBytesAVX2(p *byte, n int) uint64
 
+//go:noescape
+func wsumAVX512F32Q1V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q2V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q3V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q4V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q5V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q6V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q7V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q8V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q1V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q2V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q3V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q4V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q5V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q6V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q7V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q8V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q1V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q2V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q3V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q4V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q5V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q6V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q7V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q8V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q1V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q2V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q3V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q4V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q5V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F32Q6V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q1V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q2V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q3V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q4V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q5V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q6V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q7V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q8V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q1V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q2V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q3V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q4V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q5V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q6V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q7V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q8V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q1V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q2V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q3V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q4V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q5V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q6V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q7V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q8V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q1V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q2V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q3V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q4V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q5V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512F16Q6V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q1V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q2V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q3V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q4V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q5V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q6V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q7V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q8V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q1V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q2V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q3V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q4V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q5V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q6V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q7V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q8V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q1V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q2V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q3V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q4V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q5V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q6V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q7V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q8V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q1V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q2V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q3V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q4V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q5V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX512I8Q6V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q1V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q2V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q3V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q4V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q5V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q6V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q1V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q2V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q3V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q4V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q5V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q6V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q1V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q2V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q3V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q1V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F32Q2V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q1V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q2V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q3V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q4V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q5V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q6V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q1V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q2V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q3V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q4V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q5V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q6V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q1V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q2V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q3V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q1V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2F16Q2V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q1V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q2V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q3V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q4V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q5V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q6V1(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q1V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q2V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q3V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q4V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q5V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q6V2(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q1V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q2V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q3V3(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q1V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func wsumAVX2I8Q2V4(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)
+
+//go:noescape
+func expF32AVX512(dst, src *float32, nb int)
+
+//go:noescape
+func swigluAVX512(gate, up *float32, nb int)
+
+//go:noescape
+func softmaxAVX512(w, s *float32, n, first int, qmask uint64, vs *float32)
+
+//go:noescape
+func scoresAVX512K4(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)
+
+//go:noescape
+func scoresAVX512K4S(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)
+
+//go:noescape
+func scoresAVX512K1(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)
+
+//go:noescape
+func scoresAVX512K1S(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)
+
+//go:noescape
+func scoresAVX2K1(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)
+
+//go:noescape
+func scoresAVX2K1S(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)
+
 var tilesAVX512 = [numTypes]tileSet{
 	F32: {r: 4, c: 6, block: 16, wr: 8, wide: 1,
 		full: [maxC + 1]uint16{0, 2, 3, 4, 5, 6, 7},
@@ -571,6 +1021,314 @@ func callMM(id uint16, w *byte, ws uintptr, x *float32, xs uintptr, nb int, wt, 
 		mmAVX2Q80R1C2(w, ws, x, xs, nb, wt, xt, dst, ds)
 	default:
 		panic("kernel: no micro-kernel")
+	}
+}
+
+var wsumAVX512 = [numTypes]wsumSet{
+	F32: {q: [wsumMaxV + 1]int{0, 8, 8, 8, 6},
+		id: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}, {0, 1, 2, 3, 4, 5, 6, 7, 8}, {0, 9, 10, 11, 12, 13, 14, 15, 16}, {0, 17, 18, 19, 20, 21, 22, 23, 24}, {0, 25, 26, 27, 28, 29, 30}}},
+	F16: {q: [wsumMaxV + 1]int{0, 8, 8, 8, 6},
+		id: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}, {0, 31, 32, 33, 34, 35, 36, 37, 38}, {0, 39, 40, 41, 42, 43, 44, 45, 46}, {0, 47, 48, 49, 50, 51, 52, 53, 54}, {0, 55, 56, 57, 58, 59, 60}}},
+	I8: {q: [wsumMaxV + 1]int{0, 8, 8, 8, 6},
+		id: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}, {0, 61, 62, 63, 64, 65, 66, 67, 68}, {0, 69, 70, 71, 72, 73, 74, 75, 76}, {0, 77, 78, 79, 80, 81, 82, 83, 84}, {0, 85, 86, 87, 88, 89, 90}}},
+}
+
+var wsumAVX2 = [numTypes]wsumSet{
+	F32: {q: [wsumMaxV + 1]int{0, 6, 6, 3, 2},
+		id: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}, {0, 91, 92, 93, 94, 95, 96}, {0, 97, 98, 99, 100, 101, 102}, {0, 103, 104, 105}, {0, 106, 107}}},
+	F16: {q: [wsumMaxV + 1]int{0, 6, 6, 3, 2},
+		id: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}, {0, 108, 109, 110, 111, 112, 113}, {0, 114, 115, 116, 117, 118, 119}, {0, 120, 121, 122}, {0, 123, 124}}},
+	I8: {q: [wsumMaxV + 1]int{0, 6, 6, 3, 2},
+		id: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}, {0, 125, 126, 127, 128, 129, 130}, {0, 131, 132, 133, 134, 135, 136}, {0, 137, 138, 139}, {0, 140, 141}}},
+}
+
+// callWsum runs weighted-sum kernel id (an entry of the wsum tables).
+func callWsum(id uint16, dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64) {
+	switch id {
+	case 1:
+		wsumAVX512F32Q1V1(dst, ds, a, as, v, vs, nk, mask)
+	case 2:
+		wsumAVX512F32Q2V1(dst, ds, a, as, v, vs, nk, mask)
+	case 3:
+		wsumAVX512F32Q3V1(dst, ds, a, as, v, vs, nk, mask)
+	case 4:
+		wsumAVX512F32Q4V1(dst, ds, a, as, v, vs, nk, mask)
+	case 5:
+		wsumAVX512F32Q5V1(dst, ds, a, as, v, vs, nk, mask)
+	case 6:
+		wsumAVX512F32Q6V1(dst, ds, a, as, v, vs, nk, mask)
+	case 7:
+		wsumAVX512F32Q7V1(dst, ds, a, as, v, vs, nk, mask)
+	case 8:
+		wsumAVX512F32Q8V1(dst, ds, a, as, v, vs, nk, mask)
+	case 9:
+		wsumAVX512F32Q1V2(dst, ds, a, as, v, vs, nk, mask)
+	case 10:
+		wsumAVX512F32Q2V2(dst, ds, a, as, v, vs, nk, mask)
+	case 11:
+		wsumAVX512F32Q3V2(dst, ds, a, as, v, vs, nk, mask)
+	case 12:
+		wsumAVX512F32Q4V2(dst, ds, a, as, v, vs, nk, mask)
+	case 13:
+		wsumAVX512F32Q5V2(dst, ds, a, as, v, vs, nk, mask)
+	case 14:
+		wsumAVX512F32Q6V2(dst, ds, a, as, v, vs, nk, mask)
+	case 15:
+		wsumAVX512F32Q7V2(dst, ds, a, as, v, vs, nk, mask)
+	case 16:
+		wsumAVX512F32Q8V2(dst, ds, a, as, v, vs, nk, mask)
+	case 17:
+		wsumAVX512F32Q1V3(dst, ds, a, as, v, vs, nk, mask)
+	case 18:
+		wsumAVX512F32Q2V3(dst, ds, a, as, v, vs, nk, mask)
+	case 19:
+		wsumAVX512F32Q3V3(dst, ds, a, as, v, vs, nk, mask)
+	case 20:
+		wsumAVX512F32Q4V3(dst, ds, a, as, v, vs, nk, mask)
+	case 21:
+		wsumAVX512F32Q5V3(dst, ds, a, as, v, vs, nk, mask)
+	case 22:
+		wsumAVX512F32Q6V3(dst, ds, a, as, v, vs, nk, mask)
+	case 23:
+		wsumAVX512F32Q7V3(dst, ds, a, as, v, vs, nk, mask)
+	case 24:
+		wsumAVX512F32Q8V3(dst, ds, a, as, v, vs, nk, mask)
+	case 25:
+		wsumAVX512F32Q1V4(dst, ds, a, as, v, vs, nk, mask)
+	case 26:
+		wsumAVX512F32Q2V4(dst, ds, a, as, v, vs, nk, mask)
+	case 27:
+		wsumAVX512F32Q3V4(dst, ds, a, as, v, vs, nk, mask)
+	case 28:
+		wsumAVX512F32Q4V4(dst, ds, a, as, v, vs, nk, mask)
+	case 29:
+		wsumAVX512F32Q5V4(dst, ds, a, as, v, vs, nk, mask)
+	case 30:
+		wsumAVX512F32Q6V4(dst, ds, a, as, v, vs, nk, mask)
+	case 31:
+		wsumAVX512F16Q1V1(dst, ds, a, as, v, vs, nk, mask)
+	case 32:
+		wsumAVX512F16Q2V1(dst, ds, a, as, v, vs, nk, mask)
+	case 33:
+		wsumAVX512F16Q3V1(dst, ds, a, as, v, vs, nk, mask)
+	case 34:
+		wsumAVX512F16Q4V1(dst, ds, a, as, v, vs, nk, mask)
+	case 35:
+		wsumAVX512F16Q5V1(dst, ds, a, as, v, vs, nk, mask)
+	case 36:
+		wsumAVX512F16Q6V1(dst, ds, a, as, v, vs, nk, mask)
+	case 37:
+		wsumAVX512F16Q7V1(dst, ds, a, as, v, vs, nk, mask)
+	case 38:
+		wsumAVX512F16Q8V1(dst, ds, a, as, v, vs, nk, mask)
+	case 39:
+		wsumAVX512F16Q1V2(dst, ds, a, as, v, vs, nk, mask)
+	case 40:
+		wsumAVX512F16Q2V2(dst, ds, a, as, v, vs, nk, mask)
+	case 41:
+		wsumAVX512F16Q3V2(dst, ds, a, as, v, vs, nk, mask)
+	case 42:
+		wsumAVX512F16Q4V2(dst, ds, a, as, v, vs, nk, mask)
+	case 43:
+		wsumAVX512F16Q5V2(dst, ds, a, as, v, vs, nk, mask)
+	case 44:
+		wsumAVX512F16Q6V2(dst, ds, a, as, v, vs, nk, mask)
+	case 45:
+		wsumAVX512F16Q7V2(dst, ds, a, as, v, vs, nk, mask)
+	case 46:
+		wsumAVX512F16Q8V2(dst, ds, a, as, v, vs, nk, mask)
+	case 47:
+		wsumAVX512F16Q1V3(dst, ds, a, as, v, vs, nk, mask)
+	case 48:
+		wsumAVX512F16Q2V3(dst, ds, a, as, v, vs, nk, mask)
+	case 49:
+		wsumAVX512F16Q3V3(dst, ds, a, as, v, vs, nk, mask)
+	case 50:
+		wsumAVX512F16Q4V3(dst, ds, a, as, v, vs, nk, mask)
+	case 51:
+		wsumAVX512F16Q5V3(dst, ds, a, as, v, vs, nk, mask)
+	case 52:
+		wsumAVX512F16Q6V3(dst, ds, a, as, v, vs, nk, mask)
+	case 53:
+		wsumAVX512F16Q7V3(dst, ds, a, as, v, vs, nk, mask)
+	case 54:
+		wsumAVX512F16Q8V3(dst, ds, a, as, v, vs, nk, mask)
+	case 55:
+		wsumAVX512F16Q1V4(dst, ds, a, as, v, vs, nk, mask)
+	case 56:
+		wsumAVX512F16Q2V4(dst, ds, a, as, v, vs, nk, mask)
+	case 57:
+		wsumAVX512F16Q3V4(dst, ds, a, as, v, vs, nk, mask)
+	case 58:
+		wsumAVX512F16Q4V4(dst, ds, a, as, v, vs, nk, mask)
+	case 59:
+		wsumAVX512F16Q5V4(dst, ds, a, as, v, vs, nk, mask)
+	case 60:
+		wsumAVX512F16Q6V4(dst, ds, a, as, v, vs, nk, mask)
+	case 61:
+		wsumAVX512I8Q1V1(dst, ds, a, as, v, vs, nk, mask)
+	case 62:
+		wsumAVX512I8Q2V1(dst, ds, a, as, v, vs, nk, mask)
+	case 63:
+		wsumAVX512I8Q3V1(dst, ds, a, as, v, vs, nk, mask)
+	case 64:
+		wsumAVX512I8Q4V1(dst, ds, a, as, v, vs, nk, mask)
+	case 65:
+		wsumAVX512I8Q5V1(dst, ds, a, as, v, vs, nk, mask)
+	case 66:
+		wsumAVX512I8Q6V1(dst, ds, a, as, v, vs, nk, mask)
+	case 67:
+		wsumAVX512I8Q7V1(dst, ds, a, as, v, vs, nk, mask)
+	case 68:
+		wsumAVX512I8Q8V1(dst, ds, a, as, v, vs, nk, mask)
+	case 69:
+		wsumAVX512I8Q1V2(dst, ds, a, as, v, vs, nk, mask)
+	case 70:
+		wsumAVX512I8Q2V2(dst, ds, a, as, v, vs, nk, mask)
+	case 71:
+		wsumAVX512I8Q3V2(dst, ds, a, as, v, vs, nk, mask)
+	case 72:
+		wsumAVX512I8Q4V2(dst, ds, a, as, v, vs, nk, mask)
+	case 73:
+		wsumAVX512I8Q5V2(dst, ds, a, as, v, vs, nk, mask)
+	case 74:
+		wsumAVX512I8Q6V2(dst, ds, a, as, v, vs, nk, mask)
+	case 75:
+		wsumAVX512I8Q7V2(dst, ds, a, as, v, vs, nk, mask)
+	case 76:
+		wsumAVX512I8Q8V2(dst, ds, a, as, v, vs, nk, mask)
+	case 77:
+		wsumAVX512I8Q1V3(dst, ds, a, as, v, vs, nk, mask)
+	case 78:
+		wsumAVX512I8Q2V3(dst, ds, a, as, v, vs, nk, mask)
+	case 79:
+		wsumAVX512I8Q3V3(dst, ds, a, as, v, vs, nk, mask)
+	case 80:
+		wsumAVX512I8Q4V3(dst, ds, a, as, v, vs, nk, mask)
+	case 81:
+		wsumAVX512I8Q5V3(dst, ds, a, as, v, vs, nk, mask)
+	case 82:
+		wsumAVX512I8Q6V3(dst, ds, a, as, v, vs, nk, mask)
+	case 83:
+		wsumAVX512I8Q7V3(dst, ds, a, as, v, vs, nk, mask)
+	case 84:
+		wsumAVX512I8Q8V3(dst, ds, a, as, v, vs, nk, mask)
+	case 85:
+		wsumAVX512I8Q1V4(dst, ds, a, as, v, vs, nk, mask)
+	case 86:
+		wsumAVX512I8Q2V4(dst, ds, a, as, v, vs, nk, mask)
+	case 87:
+		wsumAVX512I8Q3V4(dst, ds, a, as, v, vs, nk, mask)
+	case 88:
+		wsumAVX512I8Q4V4(dst, ds, a, as, v, vs, nk, mask)
+	case 89:
+		wsumAVX512I8Q5V4(dst, ds, a, as, v, vs, nk, mask)
+	case 90:
+		wsumAVX512I8Q6V4(dst, ds, a, as, v, vs, nk, mask)
+	case 91:
+		wsumAVX2F32Q1V1(dst, ds, a, as, v, vs, nk, mask)
+	case 92:
+		wsumAVX2F32Q2V1(dst, ds, a, as, v, vs, nk, mask)
+	case 93:
+		wsumAVX2F32Q3V1(dst, ds, a, as, v, vs, nk, mask)
+	case 94:
+		wsumAVX2F32Q4V1(dst, ds, a, as, v, vs, nk, mask)
+	case 95:
+		wsumAVX2F32Q5V1(dst, ds, a, as, v, vs, nk, mask)
+	case 96:
+		wsumAVX2F32Q6V1(dst, ds, a, as, v, vs, nk, mask)
+	case 97:
+		wsumAVX2F32Q1V2(dst, ds, a, as, v, vs, nk, mask)
+	case 98:
+		wsumAVX2F32Q2V2(dst, ds, a, as, v, vs, nk, mask)
+	case 99:
+		wsumAVX2F32Q3V2(dst, ds, a, as, v, vs, nk, mask)
+	case 100:
+		wsumAVX2F32Q4V2(dst, ds, a, as, v, vs, nk, mask)
+	case 101:
+		wsumAVX2F32Q5V2(dst, ds, a, as, v, vs, nk, mask)
+	case 102:
+		wsumAVX2F32Q6V2(dst, ds, a, as, v, vs, nk, mask)
+	case 103:
+		wsumAVX2F32Q1V3(dst, ds, a, as, v, vs, nk, mask)
+	case 104:
+		wsumAVX2F32Q2V3(dst, ds, a, as, v, vs, nk, mask)
+	case 105:
+		wsumAVX2F32Q3V3(dst, ds, a, as, v, vs, nk, mask)
+	case 106:
+		wsumAVX2F32Q1V4(dst, ds, a, as, v, vs, nk, mask)
+	case 107:
+		wsumAVX2F32Q2V4(dst, ds, a, as, v, vs, nk, mask)
+	case 108:
+		wsumAVX2F16Q1V1(dst, ds, a, as, v, vs, nk, mask)
+	case 109:
+		wsumAVX2F16Q2V1(dst, ds, a, as, v, vs, nk, mask)
+	case 110:
+		wsumAVX2F16Q3V1(dst, ds, a, as, v, vs, nk, mask)
+	case 111:
+		wsumAVX2F16Q4V1(dst, ds, a, as, v, vs, nk, mask)
+	case 112:
+		wsumAVX2F16Q5V1(dst, ds, a, as, v, vs, nk, mask)
+	case 113:
+		wsumAVX2F16Q6V1(dst, ds, a, as, v, vs, nk, mask)
+	case 114:
+		wsumAVX2F16Q1V2(dst, ds, a, as, v, vs, nk, mask)
+	case 115:
+		wsumAVX2F16Q2V2(dst, ds, a, as, v, vs, nk, mask)
+	case 116:
+		wsumAVX2F16Q3V2(dst, ds, a, as, v, vs, nk, mask)
+	case 117:
+		wsumAVX2F16Q4V2(dst, ds, a, as, v, vs, nk, mask)
+	case 118:
+		wsumAVX2F16Q5V2(dst, ds, a, as, v, vs, nk, mask)
+	case 119:
+		wsumAVX2F16Q6V2(dst, ds, a, as, v, vs, nk, mask)
+	case 120:
+		wsumAVX2F16Q1V3(dst, ds, a, as, v, vs, nk, mask)
+	case 121:
+		wsumAVX2F16Q2V3(dst, ds, a, as, v, vs, nk, mask)
+	case 122:
+		wsumAVX2F16Q3V3(dst, ds, a, as, v, vs, nk, mask)
+	case 123:
+		wsumAVX2F16Q1V4(dst, ds, a, as, v, vs, nk, mask)
+	case 124:
+		wsumAVX2F16Q2V4(dst, ds, a, as, v, vs, nk, mask)
+	case 125:
+		wsumAVX2I8Q1V1(dst, ds, a, as, v, vs, nk, mask)
+	case 126:
+		wsumAVX2I8Q2V1(dst, ds, a, as, v, vs, nk, mask)
+	case 127:
+		wsumAVX2I8Q3V1(dst, ds, a, as, v, vs, nk, mask)
+	case 128:
+		wsumAVX2I8Q4V1(dst, ds, a, as, v, vs, nk, mask)
+	case 129:
+		wsumAVX2I8Q5V1(dst, ds, a, as, v, vs, nk, mask)
+	case 130:
+		wsumAVX2I8Q6V1(dst, ds, a, as, v, vs, nk, mask)
+	case 131:
+		wsumAVX2I8Q1V2(dst, ds, a, as, v, vs, nk, mask)
+	case 132:
+		wsumAVX2I8Q2V2(dst, ds, a, as, v, vs, nk, mask)
+	case 133:
+		wsumAVX2I8Q3V2(dst, ds, a, as, v, vs, nk, mask)
+	case 134:
+		wsumAVX2I8Q4V2(dst, ds, a, as, v, vs, nk, mask)
+	case 135:
+		wsumAVX2I8Q5V2(dst, ds, a, as, v, vs, nk, mask)
+	case 136:
+		wsumAVX2I8Q6V2(dst, ds, a, as, v, vs, nk, mask)
+	case 137:
+		wsumAVX2I8Q1V3(dst, ds, a, as, v, vs, nk, mask)
+	case 138:
+		wsumAVX2I8Q2V3(dst, ds, a, as, v, vs, nk, mask)
+	case 139:
+		wsumAVX2I8Q3V3(dst, ds, a, as, v, vs, nk, mask)
+	case 140:
+		wsumAVX2I8Q1V4(dst, ds, a, as, v, vs, nk, mask)
+	case 141:
+		wsumAVX2I8Q2V4(dst, ds, a, as, v, vs, nk, mask)
+	default:
+		panic("kernel: no weighted-sum kernel")
 	}
 }
 

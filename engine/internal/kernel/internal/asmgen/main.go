@@ -505,6 +505,18 @@ func generate() (asm, decl []byte) {
 	for _, is := range isas {
 		genMisc(&s, &g, is)
 	}
+	for _, is := range isas {
+		for _, t := range wsumTypes {
+			for nv := 1; nv <= wsumMaxV; nv++ {
+				for q := 1; q <= wsumQ(is, nv); q++ {
+					genWsum(&s, is, t, q, nv)
+					fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)\n", wsumName(is, t, q, nv))
+				}
+			}
+		}
+	}
+	genExpKernels(&s, &g)
+	genScoresKernels(&s, &g)
 	// Kernel ids: the Go driver calls through callMM's switch, a direct
 	// call per kernel, so that escape analysis sees the //go:noescape of
 	// each (a call through a func value would move the driver's tail
@@ -538,6 +550,7 @@ func generate() (asm, decl []byte) {
 		fmt.Fprintf(&g, "case %d:\n%s(w, ws, x, xs, nb, wt, xt, dst, ds)\n", i+1, n)
 	}
 	g.WriteString("default:\npanic(\"kernel: no micro-kernel\")\n}\n}\n")
+	genWsumTables(&g)
 	for _, is := range isas {
 		fmt.Fprintf(&g, "\nfunc axpy%s(t DType, dst *float32, a float32, x *byte, nb int) {\nswitch t {\n", is.name)
 		for _, t := range []dtype{f32, f16, bf16, i8} {
@@ -721,4 +734,165 @@ func (k *kern) loadPlain(h int, dst string) {
 		e.i("VPMOVSXBD %d(SI), %s", 8*h, dst)
 		e.i("VCVTDQ2PS %s, %s", dst, dst)
 	}
+}
+
+// The weighted-sum kernels (attention's values): for Q rows of weights a
+// and nv vectors of columns,
+//
+//	dst[q][c] = fma(a[j][q], v[j][c], dst[q][c])  for j = 0..nk-1 in order
+//
+// with the Q×nv accumulators in registers for the whole of j: one load (and
+// conversion) of each v vector per j, one broadcast per weight, Q×nv FMAs.
+// Each output element sees exactly the sequence of single-rounding FMAs of
+// a loop of AXPYs, so the result has the same bits.
+//
+//	func wsum<ISA><T>Q<q>V<nv>(dst *float32, ds uintptr, a *float32, as uintptr,
+//	                            v *byte, vs uintptr, nk int, mask uint64)
+//
+// dst is row 0 of the outputs (rows ds bytes apart), a the weights of key
+// 0 (query q at a+4q, keys as bytes apart), v row 0 of the values (rows
+// vs bytes apart). On AVX-512 the last vector is loaded and stored under
+// the lane mask (mask's low 16 bits), so a row may end inside it; on AVX2
+// every vector is whole (8 lanes) and the caller does the rest.
+var wsumTypes = []dtype{f32, f16, i8}
+
+const wsumMaxV = 4
+
+// wsumQ is the number of output rows a kernel of nv vectors per row holds:
+// Q×nv accumulators, nv values and two broadcasts fit in the registers.
+func wsumQ(is isa, nv int) int {
+	if is.key == "avx512" {
+		return [...]int{0, 8, 8, 8, 6}[nv]
+	}
+	return [...]int{0, 6, 6, 3, 2}[nv]
+}
+
+func wsumName(is isa, t dtype, q, nv int) string {
+	return fmt.Sprintf("wsum%s%sQ%dV%d", is.name, goName(t), q, nv)
+}
+
+func genWsum(e *emitter, is isa, t dtype, q, nv int) {
+	v := func(i int) string { return fmt.Sprintf("%s%d", is.vreg, i) }
+	acc := func(row, c int) string { return v(row*nv + c) }
+	val := func(c int) string { return v(q*nv + c) }
+	bc := func(row int) string { return v(q*nv + nv + row%2) }
+	if q*nv+nv+2 > is.nvec {
+		panic(fmt.Sprintf("wsum %s Q%dV%d needs too many registers", is.name, q, nv))
+	}
+	lanes := 16 / is.halves
+	es := t.wstep / 16 // bytes per element
+	masked := func(c int) bool { return is.key == "avx512" && c == nv-1 }
+	name := wsumName(is, t, q, nv)
+	fmt.Fprintf(&e.b, "\n// func %s(dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64)\n", name)
+	fmt.Fprintf(&e.b, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	e.i("MOVQ dst+0(FP), DI")
+	e.i("MOVQ ds+8(FP), DX")
+	e.i("MOVQ a+16(FP), SI")
+	e.i("MOVQ as+24(FP), BX")
+	e.i("MOVQ v+32(FP), R8")
+	e.i("MOVQ vs+40(FP), R9")
+	e.i("MOVQ nk+48(FP), CX")
+	if is.key == "avx512" {
+		e.i("MOVQ mask+56(FP), AX")
+		e.i("KMOVW AX, K1")
+	}
+	// Load the accumulators.
+	e.i("MOVQ DI, R10")
+	for row := 0; row < q; row++ {
+		for c := 0; c < nv; c++ {
+			if masked(c) {
+				e.i("VMOVUPS.Z %d(R10), K1, %s", 4*lanes*c, acc(row, c))
+			} else {
+				e.i("VMOVUPS %d(R10), %s", 4*lanes*c, acc(row, c))
+			}
+		}
+		if row+1 < q {
+			e.i("ADDQ DX, R10")
+		}
+	}
+	e.i("TESTQ CX, CX")
+	e.i("JZ store")
+	e.i("PCALIGN $32")
+	e.label("loop")
+	for c := 0; c < nv; c++ {
+		off := lanes * es * c
+		d := val(c)
+		switch {
+		case t.name == "F32" && masked(c):
+			e.i("VMOVUPS.Z %d(R8), K1, %s", off, d)
+		case t.name == "F32":
+			e.i("VMOVUPS %d(R8), %s", off, d)
+		case t.name == "F16" && masked(c):
+			y := "Y" + d[1:]
+			e.i("VMOVDQU16.Z %d(R8), K1, %s", off, y)
+			e.i("VCVTPH2PS %s, %s", y, d)
+		case t.name == "F16":
+			e.i("VCVTPH2PS %d(R8), %s", off, d)
+		case t.name == "I8" && masked(c):
+			x := "X" + d[1:]
+			e.i("VMOVDQU8.Z %d(R8), K1, %s", off, x)
+			e.i("VPMOVSXBD %s, %s", x, d)
+			e.i("VCVTDQ2PS %s, %s", d, d)
+		case t.name == "I8":
+			e.i("VPMOVSXBD %d(R8), %s", off, d)
+			e.i("VCVTDQ2PS %s, %s", d, d)
+		}
+	}
+	for row := 0; row < q; row++ {
+		e.i("VBROADCASTSS %d(SI), %s", 4*row, bc(row))
+		for c := 0; c < nv; c++ {
+			e.i("VFMADD231PS %s, %s, %s", val(c), bc(row), acc(row, c))
+		}
+	}
+	e.i("ADDQ BX, SI")
+	e.i("ADDQ R9, R8")
+	e.i("DECQ CX")
+	e.i("JNZ loop")
+	e.label("store")
+	for row := 0; row < q; row++ {
+		for c := 0; c < nv; c++ {
+			if masked(c) {
+				e.i("VMOVUPS %s, K1, %d(DI)", acc(row, c), 4*lanes*c)
+			} else {
+				e.i("VMOVUPS %s, %d(DI)", acc(row, c), 4*lanes*c)
+			}
+		}
+		if row+1 < q {
+			e.i("ADDQ DX, DI")
+		}
+	}
+	e.i("VZEROUPPER")
+	e.i("RET")
+}
+
+// genWsumTables writes, per ISA, the kernel ids of the weighted sums by
+// element type, vectors per row and rows, and the switch that calls them.
+func genWsumTables(g *bytes.Buffer) {
+	var names []string
+	for _, is := range isas {
+		fmt.Fprintf(g, "\nvar wsum%s = [numTypes]wsumSet{\n", is.name)
+		for _, t := range wsumTypes {
+			fmt.Fprintf(g, "%s: {q: [wsumMaxV + 1]int{0", t.name)
+			for nv := 1; nv <= wsumMaxV; nv++ {
+				fmt.Fprintf(g, ", %d", wsumQ(is, nv))
+			}
+			g.WriteString("},\nid: [wsumMaxV + 1][wsumMaxQ + 1]uint16{{}")
+			for nv := 1; nv <= wsumMaxV; nv++ {
+				g.WriteString(", {0")
+				for q := 1; q <= wsumQ(is, nv); q++ {
+					names = append(names, wsumName(is, t, q, nv))
+					fmt.Fprintf(g, ", %d", len(names))
+				}
+				g.WriteString("}")
+			}
+			g.WriteString("}},\n")
+		}
+		g.WriteString("}\n")
+	}
+	g.WriteString("\n// callWsum runs weighted-sum kernel id (an entry of the wsum tables).\n")
+	g.WriteString("func callWsum(id uint16, dst *float32, ds uintptr, a *float32, as uintptr, v *byte, vs uintptr, nk int, mask uint64) {\nswitch id {\n")
+	for i, n := range names {
+		fmt.Fprintf(g, "case %d:\n%s(dst, ds, a, as, v, vs, nk, mask)\n", i+1, n)
+	}
+	g.WriteString("default:\npanic(\"kernel: no weighted-sum kernel\")\n}\n}\n")
 }
