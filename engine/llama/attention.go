@@ -8,8 +8,9 @@ import (
 	"github.com/duet-llm/duet/engine/kvcache"
 )
 
-// queryTile is how many query tokens of one head one attention task takes.
-const queryTile = 16
+// queryTile is how many query tokens of one head one attention task takes:
+// the lanes of kernel.SoftmaxTile.
+const queryTile = kernel.TileLanes
 
 // attnTask is one (step, head, run of query rows) unit of attention work.
 type attnTask struct {
@@ -23,8 +24,11 @@ type attnTask struct {
 // attnScratch is one worker's memory; tasks take one from the free list.
 type attnScratch struct {
 	qh     []float32 // [queryTile][HeadDim]
-	tmp    []float32 // [queryTile][BlockTokens]
-	scores []float32 // [queryTile][MaxContext]
+	qt     []float32 // the queries as kernel.TransposeQueries stores them
+	keys   []float32 // [BlockTokens][HeadDim]: a block's keys as float32
+	scores []float32 // [MaxContext][TileLanes]: scores, position-major
+	w      []float32 // [MaxContext][TileLanes]: the values' weights
+	vs     []float32 // [MaxContext]: int8 value scales
 }
 
 // attnJob runs causal attention for a batch, reading keys and values back
@@ -79,8 +83,11 @@ func (j *attnJob) get() *attnScratch {
 	s := j.s
 	sc := &attnScratch{
 		qh:     make([]float32, queryTile*s.m.HeadDim),
-		tmp:    make([]float32, queryTile*s.kv.BlockTokens),
-		scores: make([]float32, queryTile*s.cfg.MaxContext),
+		qt:     make([]float32, kernel.QueriesLen(s.m.HeadDim)),
+		keys:   make([]float32, s.kv.BlockTokens*s.m.HeadDim),
+		scores: make([]float32, kernel.TileLanes*s.cfg.MaxContext),
+		w:      make([]float32, kernel.TileLanes*s.cfg.MaxContext),
+		vs:     make([]float32, s.cfg.MaxContext),
 	}
 	j.all = append(j.all, sc)
 	return sc
@@ -112,7 +119,6 @@ func (j *attnJob) task(tk *attnTask, sc *attnScratch) {
 	seq := s.steps[tk.step].Seq
 	posEnd := int(tk.posEnd)
 	firstPos := posEnd - nq
-	stride := posEnd
 
 	// Gather this head's queries into a contiguous [nq][hd].
 	qh := sc.qh[:nq*hd]
@@ -133,65 +139,61 @@ func (j *attnJob) task(tk *attnTask, sc *attnScratch) {
 	es := kv.DType.ElemBytes()
 	scale := float32(1 / math.Sqrt(float64(hd)))
 
-	// Scores: one matrix product per block of keys.
-	scores := sc.scores[:nq*stride]
+	// Scores: one matrix product per block of keys, scaled and stored
+	// position-major (scores[pos*L+i]), the layout of SoftmaxTile.
+	const L = kernel.TileLanes
+	scores := sc.scores[:posEnd*L]
+	var vs []float32
+	if kv.DType == kvcache.I8 {
+		vs = sc.vs[:posEnd]
+	}
+	qt := sc.qt
+	kernel.TransposeQueries(qt, qh, nq, hd)
 	nBlocks := (posEnd + bt - 1) / bt
 	for b := 0; b < nBlocks; b++ {
 		slot := s.pool.Slot(j.layer, seq.Blocks[b])
 		rows := min(bt, posEnd-b*bt)
 		off := kv.KOffset(g, 0)
-		km := kernel.Mat{Type: kt, Rows: bt, Cols: hd, Data: slot[off : off+bt*hd*es]}
-		tmp := sc.tmp[:nq*bt]
-		kernel.MatMulRows(tmp, km, qh, nq, 0, rows)
-		for i := 0; i < nq; i++ {
-			dst := scores[i*stride+b*bt : i*stride+b*bt+rows]
-			src := tmp[i*bt : i*bt+rows]
-			if kv.DType == kvcache.I8 {
-				ks := f32s(slot[kv.KScaleOffset(g, 0) : kv.KScaleOffset(g, 0)+4*bt])
-				for r := range dst {
-					dst[r] = float32(float32(src[r]*ks[r]) * scale)
-				}
-			} else {
-				for r := range dst {
-					dst[r] = float32(src[r] * scale)
-				}
-			}
+		var keys, ks []float32
+		if kt == kernel.F32 {
+			keys = f32s(slot[off : off+rows*hd*4])
+		} else {
+			keys = sc.keys[:rows*hd]
+			kernel.ToF32(kt, keys, slot[off:off+rows*hd*es])
 		}
+		if kv.DType == kvcache.I8 {
+			ks = f32s(slot[kv.KScaleOffset(g, 0) : kv.KScaleOffset(g, 0)+4*rows])
+			copy(vs[b*bt:b*bt+rows], f32s(slot[kv.VScaleOffset(g, 0):kv.VScaleOffset(g, 0)+4*rows]))
+		}
+		kernel.AttnScores(scores[b*bt*L:], keys, hd, rows, qt, nq, hd, scale, ks)
 	}
 
-	// Softmax and the weighted sum of values, per query, in key order.
+	// Softmax per query in key order, the int8 value scales folded into
+	// the weights (w[pos*L+i]).
+	w := sc.w[:posEnd*L]
+	kernel.SoftmaxTile(w, scores, posEnd, nq, firstPos, vs)
+
+	// The weighted sum of values, block by block in key order: the keys
+	// every query sees in one call for the whole tile, then, on the causal
+	// edge, each query's remaining keys of the block. Each output element
+	// still takes its keys in order, one FMA each.
+	row := int(tk.row)
+	dst := j.out[row*qd+h*hd:]
 	for i := 0; i < nq; i++ {
-		valid := firstPos + i + 1
-		p := scores[i*stride : i*stride+valid]
-		mx := float32(math.Inf(-1))
-		for _, v := range p {
-			if v > mx {
-				mx = v
-			}
+		clear(dst[i*qd : i*qd+hd])
+	}
+	vrow := hd * es
+	for b := 0; b < nBlocks; b++ {
+		slot := s.pool.Slot(j.layer, seq.Blocks[b])
+		k0, k1 := b*bt, min((b+1)*bt, posEnd)
+		vb := slot[kv.VOffset(g, 0) : kv.VOffset(g, 0)+bt*vrow]
+		if ce := min(k1, firstPos+1); ce > k0 {
+			kernel.WeightedSum(kt, dst, qd, w[k0*L:], L, vb, nq, ce-k0, hd)
 		}
-		var sum float32
-		for r, v := range p {
-			e := float32(math.Exp(float64(v - mx)))
-			p[r] = e
-			sum += e
-		}
-		inv := 1 / sum
-		out := j.out[(int(tk.row)+i)*qd+h*hd : (int(tk.row)+i)*qd+(h+1)*hd]
-		clear(out)
-		for b := 0; b*bt < valid; b++ {
-			slot := s.pool.Slot(j.layer, seq.Blocks[b])
-			rows := min(bt, valid-b*bt)
-			var vs []float32
-			if kv.DType == kvcache.I8 {
-				vs = f32s(slot[kv.VScaleOffset(g, 0) : kv.VScaleOffset(g, 0)+4*bt])
-			}
-			for r := 0; r < rows; r++ {
-				a := float32(p[b*bt+r] * inv)
-				if vs != nil {
-					a = float32(a * vs[r])
-				}
-				off := kv.VOffset(g, r)
-				kernel.Axpy(kt, out, a, slot[off:off+hd*es])
+		for i := 1; i < nq; i++ {
+			e0, e1 := max(k0, firstPos+1), min(k1, firstPos+i+1)
+			if e1 > e0 {
+				kernel.WeightedSum(kt, dst[i*qd:], qd, w[e0*L+i:], L, vb[(e0-k0)*vrow:], 1, e1-e0, hd)
 			}
 		}
 	}

@@ -30,7 +30,22 @@
 //     that received them) will see; softmax and the weighted sum run in
 //     position order.
 //
-// The tests assert all three properties bit for bit for every KV dtype.
+// The tests assert all three properties bit for bit for every KV dtype,
+// and TestGoldenLogits pins the logits themselves on every kernel
+// implementation.
+//
+// # Attention
+//
+// One attention task is up to 16 query tokens of one head (one sequence)
+// against all their keys. Its scores are computed per KV block with the
+// queries in the lanes of a register (kernel.AttnScores) and stored
+// position-major, so the softmax of all 16 queries is one pass of vertical
+// operations (kernel.SoftmaxTile) whose weights come out key-major, ready
+// for the weighted sum of values (kernel.WeightedSum): per block, the keys
+// every query of the tile sees in one call for the whole tile, then each
+// query's remaining keys on the causal edge. Every output element still
+// takes its keys in position order, one rounding per operation, so the
+// bits are those of the scalar loops.
 //
 // # Shipping layers
 //

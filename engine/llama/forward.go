@@ -282,13 +282,9 @@ func addInto(x, y []float32) {
 	}
 }
 
-// swiGLU: g = silu(g) * u.
-func swiGLU(g, u []float32) {
-	for i, v := range g {
-		silu := float32(v / float32(1+float32(math.Exp(float64(-v)))))
-		g[i] = float32(silu * u[i])
-	}
-}
+// swiGLU: g = silu(g) * u, each operation rounded to float32 (see
+// kernel.SwiGLU).
+func swiGLU(g, u []float32) { kernel.SwiGLU(g, u) }
 
 // rope rotates every head of T rows of x (heads×HeadDim wide) by its
 // token's position.
