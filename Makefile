@@ -75,6 +75,29 @@ bench-engine: ## engine decode/prefill throughput against memory-bandwidth and F
 lint: verify ## gofmt, go vet and staticcheck-free checks
 	$(GO) vet $(PKGS)
 
+# Container images from docker/Dockerfile: one image holding duet-router,
+# duet-prefill and duet-decode, and its RDMA variant (docker/README.md).
+IMAGE      ?= ghcr.io/duet-llm/duet
+IMAGE_ARGS  = --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+              --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+.PHONY: images
+images: ## build the images $(IMAGE):$(VERSION) and $(IMAGE):$(VERSION)-rdma (needs a Docker engine); IMAGE=repository
+	@command -v docker >/dev/null 2>&1 || { echo "make images: no docker command on this machine; install Docker with BuildKit to build the images. Nothing was built." >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "make images: the docker client is here but no Docker engine answers (docker info failed); start dockerd or set DOCKER_HOST. Nothing was built." >&2; exit 2; }
+	DOCKER_BUILDKIT=1 docker build -f docker/Dockerfile --target runtime $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .
+	DOCKER_BUILDKIT=1 docker build -f docker/Dockerfile --target rdma $(IMAGE_ARGS) -t $(IMAGE):$(VERSION)-rdma .
+
+# helm is built from its Go module, pinned as a tool in helm/charttest/go.mod.
+.PHONY: helm-lint
+helm-lint: ## helm lint --strict and helm template of helm/duet, with the defaults and each helm/duet/ci values file; then the chart tests
+	@cd helm/charttest && for f in "" ../duet/ci/*-values.yaml; do \
+	  echo "helm lint --strict; helm template: $${f:-default values}"; \
+	  $(GO) tool helm lint --strict --quiet ../duet $${f:+-f $$f} || exit 1; \
+	  $(GO) tool helm template duet ../duet --kube-version 1.30.0 $${f:+-f $$f} >/dev/null || exit 1; \
+	done
+	cd helm/charttest && $(GO) test -count=1 .
+
 .PHONY: proto
 proto: deps ## regenerate the gRPC/protobuf Go code from proto/duet/**/*.proto
 	@$(MAKE) proto-gen OUT=proto

@@ -1,0 +1,103 @@
+package charttest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+)
+
+var flagLine = regexp.MustCompile(`(?m)^  -([a-z0-9][a-z0-9-]*)`)
+
+// binaryFlags builds duet-router, duet-prefill and duet-decode from this
+// checkout and returns the flags each accepts, by binary name.
+func binaryFlags(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+		"./router/cmd/duet-router", "./prefill-node/cmd/duet-prefill", "./decode-node/cmd/duet-decode")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(root, "go.work"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the binaries: %v\n%s", err, out)
+	}
+	flags := map[string]map[string]bool{}
+	for _, bin := range []string{"duet-router", "duet-prefill", "duet-decode"} {
+		// -h prints the flags and exits non-zero (flag.ErrHelp).
+		out, _ := exec.Command(filepath.Join(dir, bin), "-h").CombinedOutput()
+		set := map[string]bool{}
+		for _, m := range flagLine.FindAllStringSubmatch(string(out), -1) {
+			set[m[1]] = true
+		}
+		if len(set) < 10 {
+			t.Fatalf("%s -h listed %d flags:\n%s", bin, len(set), out)
+		}
+		flags[bin] = set
+	}
+	return flags
+}
+
+// envName is the variable a flag reads (cluster/envflag.Name with DUET_).
+func envName(flag string) string {
+	return "DUET_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// TestEnvVarsAreFlags: every DUET_* variable the chart sets is a flag of
+// the binary it is set for. The binaries ignore variables that name no
+// flag, so a misspelled one would silently leave a default in place.
+func TestEnvVarsAreFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the three binaries")
+	}
+	flags := binaryFlags(t)
+	vars := map[string]map[string]bool{}
+	for bin, set := range flags {
+		vars[bin] = map[string]bool{}
+		for f := range set {
+			vars[bin][envName(f)] = true
+		}
+	}
+	ch := loadChart(t)
+	checked := 0
+	for _, f := range append([]string{""}, ciFiles(t)...) {
+		r, err := render(ch, readValues(t, f))
+		if err != nil {
+			t.Fatalf("%s: %v", nameOf(f), err)
+		}
+		for _, o := range r.ofKind("Deployment") {
+			for _, c := range o.Typed.(*appsv1.Deployment).Spec.Template.Spec.Containers {
+				bin := c.Command[0]
+				known, ok := vars[bin]
+				if !ok {
+					t.Errorf("%s: %s runs %q, not a duet binary", nameOf(f), o.key(), bin)
+					continue
+				}
+				for _, e := range c.Env {
+					if !strings.HasPrefix(e.Name, "DUET_") {
+						continue
+					}
+					checked++
+					if !known[e.Name] {
+						t.Errorf("%s: %s sets %s, but %s has no flag --%s", nameOf(f), o.key(), e.Name, bin,
+							strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(e.Name, "DUET_"), "_", "-")))
+					}
+				}
+				for _, a := range c.Args {
+					name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+					if strings.HasPrefix(a, "-") && !flags[bin][name] {
+						t.Errorf("%s: %s passes %s, not a flag of %s", nameOf(f), o.key(), a, bin)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d DUET_* variables checked against the binaries' flags", checked)
+}
