@@ -607,6 +607,7 @@ var scenarios = map[string]func(*testing.T, rendered){
 	"etcd3":          checkEtcd3,
 	"external-etcd":  checkExternalEtcd,
 	"rdma":           checkRDMA,
+	"rdma-network":   checkRDMANetwork,
 	"gpu":            checkGPU,
 	"ingress":        checkIngress,
 	"autoscaling":    checkAutoscaling,
@@ -1009,5 +1010,33 @@ func checkSecurity(t *testing.T, r rendered) {
 	}
 	if g := *deployment(t, r, "prefill").Spec.Template.Spec.TerminationGracePeriodSeconds; g != 200 {
 		t.Errorf("prefill grace %d, want the value given", g)
+	}
+}
+
+func checkRDMANetwork(t *testing.T, r rendered) {
+	d := deployment(t, r, "decode")
+	c := container(t, d)
+	if binaryOf(c.Command) != "duet-decode" || c.Command[0] != "/bin/sh" {
+		t.Errorf("decode command %q, want the kvInterface wrapper around duet-decode", c.Command)
+	}
+	wantEnv(t, c, "KV_INTERFACE", "net1")
+	wantEnv(t, c, "KV_PORT", "9401")
+	if !strings.HasSuffix(c.Image, "-rdma") {
+		t.Errorf("decode image %s: the wrapper needs the rdma image's shell and ip", c.Image)
+	}
+	for _, pool := range []string{"prefill", "decode"} {
+		d := deployment(t, r, pool)
+		if d.Spec.Template.Spec.HostNetwork {
+			t.Errorf("%s on the host network", pool)
+		}
+		if d.Spec.Template.Annotations["k8s.v1.cni.cncf.io/networks"] != "sriov-rdma" {
+			t.Errorf("%s: annotations %v", pool, d.Spec.Template.Annotations)
+		}
+		if q := container(t, d).Resources.Limits["nvidia.com/rdma_vf"]; q.Value() != 1 {
+			t.Errorf("%s: limits %v", pool, container(t, d).Resources.Limits)
+		}
+	}
+	if p := container(t, deployment(t, r, "prefill")); len(p.Command) != 1 || p.Command[0] != "duet-prefill" {
+		t.Errorf("prefill command %q: senders need no advertised KV address", p.Command)
 	}
 }

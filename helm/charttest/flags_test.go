@@ -45,6 +45,18 @@ func binaryFlags(t *testing.T) map[string]map[string]bool {
 	return flags
 }
 
+// binaryOf is the duet binary a container command runs: the command
+// itself, or the one a "/bin/sh -ec SCRIPT NAME" wrapper execs.
+func binaryOf(cmd []string) string {
+	if len(cmd) == 4 && cmd[0] == "/bin/sh" && cmd[1] == "-ec" {
+		return cmd[3]
+	}
+	if len(cmd) == 0 {
+		return ""
+	}
+	return cmd[0]
+}
+
 // envName is the variable a flag reads (cluster/envflag.Name with DUET_).
 func envName(flag string) string {
 	return "DUET_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
@@ -74,7 +86,7 @@ func TestEnvVarsAreFlags(t *testing.T) {
 		}
 		for _, o := range r.ofKind("Deployment") {
 			for _, c := range o.Typed.(*appsv1.Deployment).Spec.Template.Spec.Containers {
-				bin := c.Command[0]
+				bin := binaryOf(c.Command)
 				known, ok := vars[bin]
 				if !ok {
 					t.Errorf("%s: %s runs %q, not a duet binary", nameOf(f), o.key(), bin)

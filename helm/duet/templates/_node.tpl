@@ -79,7 +79,21 @@ spec:
         - name: {{ $c }}
           image: {{ include "duet.image" (dict "root" $root "rdma" $rdma.enabled) }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          {{- if and $decode $rdma.enabled $rdma.kvInterface }}
+          # rdma.kvInterface: advertise that interface's address for KV, so
+          # that senders reach this pool over the RDMA network.
+          command:
+            - /bin/sh
+            - -ec
+            - |
+              ip=$(ip -4 -o addr show dev "$KV_INTERFACE" | awk '{split($4, a, "/"); print a[1]; exit}')
+              if [ -z "$ip" ]; then echo "rdma.kvInterface: no IPv4 address on $KV_INTERFACE" >&2; exit 1; fi
+              export DUET_KV_ADVERTISE="$ip:$KV_PORT"
+              exec "$0" "$@"
+            - duet-decode
+          {{- else }}
           command: [{{ ternary "duet-decode" "duet-prefill" $decode | quote }}]
+          {{- end }}
           {{- with $v.extraArgs }}
           args:
             {{- toYaml . | nindent 12 }}
@@ -99,6 +113,12 @@ spec:
               value: {{ printf "0.0.0.0:%d" (int $v.ports.kv) | quote }}
             - name: DUET_KV_ADVERTISE
               value: {{ printf "$(POD_IP):%d" (int $v.ports.kv) | quote }}
+            {{- if and $rdma.enabled $rdma.kvInterface }}
+            - name: KV_INTERFACE
+              value: {{ $rdma.kvInterface | quote }}
+            - name: KV_PORT
+              value: {{ $v.ports.kv | quote }}
+            {{- end }}
             {{- end }}
             - name: DUET_METRICS_LISTEN
               value: {{ ternary (printf "0.0.0.0:%d" (int $v.ports.metrics)) "" $root.Values.metrics.enabled | quote }}
