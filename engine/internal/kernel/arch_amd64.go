@@ -3,6 +3,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"math"
 	"unsafe"
 
@@ -176,6 +177,37 @@ func (v *vecImpl) attnScores(dst, k []float32, ks, nk int, qt []float32, hd int,
 	}
 }
 
+func (v *vecImpl) softmaxRow(w, s []float32, n int, scale float32, ks, vs []float32) {
+	if !v.avx512 {
+		softmaxRowGeneric(w, s, n, scale, ks, vs)
+		return
+	}
+	var kp, vp *float32
+	if ks != nil {
+		kp = &ks[0]
+	}
+	if vs != nil {
+		vp = &vs[0]
+	}
+	softmaxRowAVX512(&w[0], &s[0], n, scale, kp, vp)
+}
+
+func (v *vecImpl) dotRows(dst, keys []float32, nk int, q []float32) {
+	hd := len(q)
+	if !v.avx512 {
+		w := Mat{Type: F32, Rows: nk, Cols: hd, Data: unsafe.Slice((*byte)(unsafe.Pointer(&keys[0])), 4*nk*hd)}
+		matMulTiles(v.tiles, dst, w, q, 1, 0, nk)
+		return
+	}
+	rs := uintptr(4 * hd)
+	if g := nk / 4; g > 0 {
+		dotRowsAVX512K4(&dst[0], &keys[0], rs, &q[0], hd, g)
+	}
+	if r := nk % 4; r > 0 {
+		dotRowsAVX512K1(&dst[nk-r], &keys[(nk-r)*hd], rs, &q[0], hd, r)
+	}
+}
+
 func (v *vecImpl) expF32(dst, src []float32) {
 	nb := 0
 	if v.avx512 {
@@ -199,19 +231,24 @@ func (v *vecImpl) swiGLU(g, u []float32) {
 }
 
 func (v *vecImpl) toF32(t DType, dst []float32, src []byte) {
-	if t != F16 {
+	if t != F16 && t != I8 {
 		toF32Generic(t, dst, src)
 		return
 	}
 	nb := len(dst) / 16
 	if nb > 0 {
-		if v.avx512 {
+		switch {
+		case t == F16 && v.avx512:
 			toF32F16AVX512(&dst[0], &src[0], nb)
-		} else {
+		case t == F16:
 			toF32F16AVX2(&dst[0], &src[0], nb)
+		case v.avx512:
+			toF32I8AVX512(&dst[0], &src[0], nb)
+		default:
+			toF32I8AVX2(&dst[0], &src[0], nb)
 		}
 	}
-	toF32Generic(t, dst[16*nb:], src[32*nb:])
+	toF32Generic(t, dst[16*nb:], src[RowBytes(t, 16*nb):])
 }
 
 func (v *vecImpl) f32ToF16(dst []byte, src []float32) {
@@ -251,24 +288,35 @@ func (v *vecImpl) sumBytes(b []byte) uint64 {
 var negZero = float32(math.Copysign(0, -1))
 
 // wTail converts the elements of row w from index from to k-1 into the
-// first lanes of dst and pads the rest with -0.
+// first lanes of dst and pads the rest with -0. (It runs once per row and
+// call, so for short rows, a head dimension of 8, it is much of the work:
+// the type switch stays out of the loop.)
 func wTail(t DType, dst *[16]float32, w []byte, from, k int) {
-	for l := range dst {
-		i := from + l
-		if i >= k {
-			dst[l] = negZero
-			continue
+	n := k - from
+	switch t {
+	case F32:
+		src := w[4*from : 4*k]
+		for l := range n {
+			dst[l] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*l:]))
 		}
-		switch t {
-		case F32:
-			dst[l] = f32At(w, i)
-		case F16:
-			dst[l] = f16ToF32(u16At(w, i))
-		case BF16:
-			dst[l] = bf16ToF32(u16At(w, i))
-		case I8:
-			dst[l] = float32(int8(w[i]))
+	case F16:
+		src := w[2*from : 2*k]
+		for l := range n {
+			dst[l] = f16ToF32(binary.LittleEndian.Uint16(src[2*l:]))
 		}
+	case BF16:
+		src := w[2*from : 2*k]
+		for l := range n {
+			dst[l] = bf16ToF32(binary.LittleEndian.Uint16(src[2*l:]))
+		}
+	case I8:
+		src := w[from:k]
+		for l := range n {
+			dst[l] = float32(int8(src[l]))
+		}
+	}
+	for l := n; l < 16; l++ {
+		dst[l] = negZero
 	}
 }
 
@@ -327,22 +375,46 @@ func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n,
 	rowsPer = max(rowsPer/(tl.r*tl.wr)*(tl.r*tl.wr), tl.r*tl.wr)
 	// Every kernel prefetches the tile after its own; start the first.
 	prefetchLines(&w.Data[r0*rb], min(r1-r0, max(tl.wr, tl.r))*rb)
-	var wt [rowBlock][16]float32
-	var xt [batchBlock][16]float32
+	if !tail {
+		matMulBlocks(tl, dst, w, x, n, r0, r1, rowsPer, nil)
+		return
+	}
+	// The padded tails live on this frame only when there is a tail:
+	// zeroing 10 KiB on every call would cost small products (decode of
+	// a small model) more than their arithmetic.
+	var tb tailBufs
+	matMulBlocks(tl, dst, w, x, n, r0, r1, rowsPer, &tb)
+}
+
+// tailBufs holds the padded tails of a block of weight rows and of
+// activation rows (see wTail and xTail).
+type tailBufs struct {
+	wt [rowBlock][16]float32
+	xt [batchBlock][16]float32
+}
+
+// matMulBlocks is matMulTiles' loop over cache blocks; tb is nil when K is
+// a multiple of the block.
+func matMulBlocks(tl *tileSet, dst []float32, w Mat, x []float32, n, r0, r1, rowsPer int, tb *tailBufs) {
+	k := w.Cols
+	rb := RowBytes(w.Type, k)
+	nb := k / tl.block
+	from := nb * tl.block
+	tail := tb != nil
 	var wtp, xtp *float32
 	ws, xs, ds := uintptr(rb), uintptr(4*k), uintptr(4*w.Rows)
 	for b0 := 0; b0 < n; b0 += batchBlock {
 		b1 := min(n, b0+batchBlock)
 		if tail {
 			for b := b0; b < b1; b++ {
-				xTail(&xt[b-b0], x[b*k:(b+1)*k], from)
+				xTail(&tb.xt[b-b0], x[b*k:(b+1)*k], from)
 			}
 		}
 		for q0 := r0; q0 < r1; q0 += rowsPer {
 			q1 := min(r1, q0+rowsPer)
 			if tail {
 				for r := q0; r < q1; r++ {
-					wTail(w.Type, &wt[r-q0], w.Data[r*rb:(r+1)*rb], from, k)
+					wTail(w.Type, &tb.wt[r-q0], w.Data[r*rb:(r+1)*rb], from, k)
 				}
 			}
 			// tile runs weight rows [r, r+nr) against activation rows
@@ -356,7 +428,7 @@ func matMulTiles(tiles *[numTypes]tileSet, dst []float32, w Mat, x []float32, n,
 					id = tl.full[cc]
 				}
 				if tail {
-					wtp, xtp = &wt[r-q0][0], &xt[c0-b0][0]
+					wtp, xtp = &tb.wt[r-q0][0], &tb.xt[c0-b0][0]
 				}
 				callMM(id, &w.Data[r*rb], ws, &x[c0*k], xs, nb, wtp, xtp, &dst[c0*w.Rows+r], ds)
 			}

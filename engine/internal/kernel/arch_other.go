@@ -23,9 +23,13 @@ func (*vecImpl) softmaxTile([]float32, []float32, int, int, int, []float32) {
 func (*vecImpl) attnScores([]float32, []float32, int, int, []float32, int, float32, []float32) {
 	panic("unreachable")
 }
-func (*vecImpl) expF32([]float32, []float32)    { panic("unreachable") }
-func (*vecImpl) swiGLU([]float32, []float32)    { panic("unreachable") }
-func (*vecImpl) toF32(DType, []float32, []byte) { panic("unreachable") }
-func (*vecImpl) f32ToF16([]byte, []float32)     { panic("unreachable") }
-func (*vecImpl) fmaLoop(int) float64            { panic("unreachable") }
-func (*vecImpl) sumBytes([]byte) uint64         { panic("unreachable") }
+func (*vecImpl) softmaxRow([]float32, []float32, int, float32, []float32, []float32) {
+	panic("unreachable")
+}
+func (*vecImpl) dotRows([]float32, []float32, int, []float32) { panic("unreachable") }
+func (*vecImpl) expF32([]float32, []float32)                  { panic("unreachable") }
+func (*vecImpl) swiGLU([]float32, []float32)                  { panic("unreachable") }
+func (*vecImpl) toF32(DType, []float32, []byte)               { panic("unreachable") }
+func (*vecImpl) f32ToF16([]byte, []float32)                   { panic("unreachable") }
+func (*vecImpl) fmaLoop(int) float64                          { panic("unreachable") }
+func (*vecImpl) sumBytes([]byte) uint64                       { panic("unreachable") }

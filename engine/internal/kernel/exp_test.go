@@ -233,3 +233,63 @@ func TestSoftmaxTileShapes(t *testing.T) {
 		})
 	}
 }
+
+func TestSoftmaxRowMatchesRef(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(25, 26))
+		for range 300 {
+			n := 1 + r.IntN(70)
+			s := make([]float32, n)
+			for i := range s {
+				s[i] = float32(r.NormFloat64() * 8)
+				switch r.IntN(100) {
+				case 0:
+					s[i] = float32(math.Inf(-1))
+				case 1:
+					s[i] = float32(math.Copysign(0, -1))
+				case 2:
+					s[i] = float32(r.NormFloat64() * 1e4)
+				case 3:
+					if r.IntN(4) == 0 {
+						s[i] = float32(math.NaN())
+					}
+				}
+			}
+			var ks, vs []float32
+			if r.IntN(2) == 0 {
+				ks = make([]float32, n)
+				vs = make([]float32, n)
+				for i := range ks {
+					ks[i] = float32(r.Float64() * 0.05)
+					vs[i] = float32(r.Float64() * 0.01)
+				}
+			}
+			scale := float32(r.Float64())
+			// The reference: SoftmaxTile's, on the scaled scores in lane 0.
+			tile := make([]float32, n*TileLanes)
+			for p := range n {
+				if ks != nil {
+					tile[p*TileLanes] = float32(float32(s[p]*ks[p]) * scale)
+				} else {
+					tile[p*TileLanes] = float32(s[p] * scale)
+				}
+			}
+			want := softmaxRef(tile, n, 0, n-1, vs)
+			orig := append([]float32(nil), s...)
+			w := make([]float32, n+1)
+			w[n] = 7
+			SoftmaxRow(w, s, n, scale, ks, vs)
+			if w[n] != 7 {
+				t.Fatal("wrote past n")
+			}
+			for p := range n {
+				if math.Float32bits(s[p]) != math.Float32bits(orig[p]) {
+					t.Fatal("scores modified")
+				}
+				if !same(w[p], want[p]) {
+					t.Fatalf("n=%d scaled=%v: position %d: %v, want %v", n, ks != nil, p, w[p], want[p])
+				}
+			}
+		}
+	})
+}

@@ -81,6 +81,18 @@ func dotGeneric(t DType, w []byte, x []float32) float32 {
 	return tree16(&p)
 }
 
+// dotF32 is the canonical dot product of two float32 vectors.
+func dotF32(w, x []float32) float32 {
+	var p [16]float32
+	w = w[:len(x)]
+	for k0 := 0; k0 < len(x); k0 += 16 {
+		for l := 0; l < 16 && k0+l < len(x); l++ {
+			p[l] = fma32(w[k0+l], x[k0+l], p[l])
+		}
+	}
+	return tree16(&p)
+}
+
 func matMulRowsGeneric(dst []float32, w Mat, x []float32, n, r0, r1 int) {
 	k := w.Cols
 	for r := r0; r < r1; r++ {
@@ -175,6 +187,36 @@ func attnScoresGeneric(dst, k []float32, ks, nk int, qt []float32, nq, hd int, s
 				v = float32(v * kscale[key])
 			}
 			dst[key*TileLanes+q] = float32(v * scale)
+		}
+	}
+}
+
+func softmaxRowGeneric(w, s []float32, n int, scale float32, ks, vs []float32) {
+	x := func(p int) float32 {
+		if ks != nil {
+			return float32(float32(s[p]*ks[p]) * scale)
+		}
+		return float32(s[p] * scale)
+	}
+	m := float32(math.Inf(-1))
+	for p := 0; p < n; p++ {
+		if v := x(p); v > m {
+			m = v
+		}
+	}
+	var sum float32
+	for p := 0; p < n; p++ {
+		e := float32(math.Exp(float64(x(p) - m)))
+		w[p] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for p := 0; p < n; p++ {
+		w[p] = float32(w[p] * inv)
+	}
+	if vs != nil {
+		for p := 0; p < n; p++ {
+			w[p] = float32(w[p] * vs[p])
 		}
 	}
 }

@@ -215,6 +215,59 @@ func AttnScores(dst, k []float32, ks, nk int, qt []float32, nq, hd int, scale fl
 	attnScoresGeneric(dst, k, ks, nk, qt, nq, hd, scale, kscale)
 }
 
+// SoftmaxRow is attention's softmax for one query whose raw dot products
+// with positions 0..n-1 are s[:n]: with x_p = float32(s[p]*scale), or
+// float32(float32(s[p]*ks[p])*scale) when ks is not nil, it computes, as
+// the scalar loop
+//
+//	m := -Inf; for each p: if x_p > m { m = x_p }
+//	sum := float32(0); for each p: e_p = float32(math.Exp(float64(x_p - m))); sum += e_p
+//	inv := 1 / sum; w[p] = float32(e_p * inv)  (then float32(w[p] * vs[p]) when vs != nil)
+//
+// does. s is not modified.
+func SoftmaxRow(w, s []float32, n int, scale float32, ks, vs []float32) {
+	switch {
+	case n < 0 || len(s) < n || len(w) < n:
+		panic(fmt.Sprintf("kernel: SoftmaxRow: %d positions, have %d scores and %d outputs", n, len(s), len(w)))
+	case (ks != nil && len(ks) < n) || (vs != nil && len(vs) < n):
+		panic(fmt.Sprintf("kernel: SoftmaxRow: %d positions, have %d key and %d value scales", n, len(ks), len(vs)))
+	}
+	if n == 0 {
+		return
+	}
+	if vi := cur().vec; vi != nil {
+		vi.softmaxRow(w, s, n, scale, ks, vs)
+		return
+	}
+	softmaxRowGeneric(w, s, n, scale, ks, vs)
+}
+
+// DotRows computes dst[k] = Dot(F32, K[k], q) for k < nk, where the keys
+// K[k] = keys[k*len(q) : (k+1)*len(q)] are contiguous float32 rows: the
+// scores of one query (a decode step), with the canonical bits. Unlike
+// MatMulRows it has no per-call setup, which matters for the short rows
+// (a head dimension of 8) and the many calls of decode attention.
+func DotRows(dst, keys []float32, nk int, q []float32) {
+	hd := len(q)
+	if nk < 0 || len(dst) < nk || len(keys) < nk*hd {
+		panic(fmt.Sprintf("kernel: DotRows: %d rows of %d need %d floats and %d outputs, have %d and %d", nk, hd, nk*hd, nk, len(keys), len(dst)))
+	}
+	if nk == 0 {
+		return
+	}
+	if hd == 0 {
+		clear(dst[:nk])
+		return
+	}
+	if vi := cur().vec; vi != nil {
+		vi.dotRows(dst, keys, nk, q)
+		return
+	}
+	for k := 0; k < nk; k++ {
+		dst[k] = dotF32(keys[k*hd:(k+1)*hd], q)
+	}
+}
+
 // ExpF32 sets dst[i] = float32(math.Exp(float64(src[i]))) for i <
 // len(dst), with the bits of the math package's Exp.
 func ExpF32(dst, src []float32) {

@@ -302,6 +302,9 @@ func axpyAVX512I8(dst *float32, a float32, x *byte, nb int)
 func toF32F16AVX512(dst *float32, src *byte, nb int)
 
 //go:noescape
+func toF32I8AVX512(dst *float32, src *byte, nb int)
+
+//go:noescape
 func f32ToF16AVX512(dst *byte, src *float32, nb int)
 
 func fmaLoopAVX512(iters int)
@@ -323,6 +326,9 @@ func axpyAVX2I8(dst *float32, a float32, x *byte, nb int)
 
 //go:noescape
 func toF32F16AVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
+func toF32I8AVX2(dst *float32, src *byte, nb int)
 
 //go:noescape
 func f32ToF16AVX2(dst *byte, src *float32, nb int)
@@ -763,6 +769,15 @@ func swigluAVX512(gate, up *float32, nb int)
 
 //go:noescape
 func softmaxAVX512(w, s *float32, n, first int, qmask uint64, vs *float32)
+
+//go:noescape
+func softmaxRowAVX512(w, s *float32, n int, scale float32, ks, vs *float32)
+
+//go:noescape
+func dotRowsAVX512K4(dst *float32, k *float32, ks uintptr, q *float32, hd int, n int)
+
+//go:noescape
+func dotRowsAVX512K1(dst *float32, k *float32, ks uintptr, q *float32, hd int, n int)
 
 //go:noescape
 func scoresAVX512K4(dst *float32, k *float32, ks uintptr, qt *float32, hd int, scale float32, kscale *float32, n int)

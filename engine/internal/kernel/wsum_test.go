@@ -167,3 +167,30 @@ func TestAttnScoresMatchesRef(t *testing.T) {
 		}
 	})
 }
+
+func TestDotRowsMatchesRef(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(17, 18))
+		for _, hd := range []int{1, 3, 8, 15, 16, 17, 24, 40, 63, 64, 65, 80, 128, 130} {
+			for _, nk := range []int{0, 1, 3, 4, 5, 8, 13} {
+				q := randVec(r, hd)
+				k := randVec(r, nk*hd)
+				dst := make([]float32, nk+1)
+				dst[nk] = 7
+				DotRows(dst, k, nk, q)
+				if dst[nk] != 7 {
+					t.Fatal("wrote past nk")
+				}
+				row := make([]byte, 4*hd)
+				for key := 0; key < nk; key++ {
+					for i := 0; i < hd; i++ {
+						binary.LittleEndian.PutUint32(row[4*i:], math.Float32bits(k[key*hd+i]))
+					}
+					if want := dotRef(F32, row, q); !same(dst[key], want) {
+						t.Fatalf("hd=%d nk=%d: key %d: %v, want %v", hd, nk, key, dst[key], want)
+					}
+				}
+			}
+		}
+	})
+}

@@ -290,4 +290,140 @@ func genExpKernels(s *emitter, g *bytes.Buffer) {
 	e.label("done")
 	e.i("VZEROUPPER")
 	e.i("RET")
+
+	genSoftmaxRow(e, g, work)
+}
+
+// genSoftmaxRow writes the softmax of one query (see SoftmaxRow): the
+// positions are the lanes. Pass 1 scales the scores and takes the maximum
+// (any order of a maximum gives the same value; only the sign of a zero
+// maximum may differ, which no exponential below sees); pass 2 writes the
+// exponentials of 16 positions at a time; pass 3 adds them in position
+// order, one scalar addition each, as the scalar loop does; pass 4
+// multiplies by the inverse of the sum and the value scales. Lanes past n
+// are loaded and stored under a mask.
+func genSoftmaxRow(e *emitter, g *bytes.Buffer, work []int) {
+	fmt.Fprintf(&e.b, "\n// func softmaxRowAVX512(w, s *float32, n int, scale float32, ks, vs *float32)\n")
+	fmt.Fprintf(&e.b, "TEXT ·softmaxRowAVX512(SB), NOSPLIT, $0-48\n")
+	fmt.Fprintf(g, "\n//go:noescape\nfunc softmaxRowAVX512(w, s *float32, n int, scale float32, ks, vs *float32)\n")
+	e.i("MOVQ w+0(FP), DI")
+	e.i("MOVQ s+8(FP), SI")
+	e.i("MOVQ n+16(FP), R11")
+	e.i("VBROADCASTSS scale+24(FP), Z15")
+	e.i("MOVQ ks+32(FP), R9")
+	e.i("MOVQ vs+40(FP), R8")
+	e.i("TESTQ R11, R11")
+	e.i("JZ done")
+	// K1: the lanes of the last block (n%16, or all 16).
+	e.i("MOVQ R11, CX")
+	e.i("ANDQ $15, CX")
+	e.i("MOVL $0xffff, BX")
+	e.i("JZ full")
+	e.i("MOVL $1, BX")
+	e.i("SHLL CL, BX")
+	e.i("DECL BX")
+	e.label("full")
+	e.i("KMOVW BX, K1")
+	e.i("MOVQ R11, R10")
+	e.i("ADDQ $15, R10")
+	e.i("SHRQ $4, R10") // blocks
+	// Pass 1 and 2 share a block loop shape: blocks 0..R10-2 whole, the
+	// last one masked.
+	blocks := func(pass string, body func(last bool)) {
+		e.i("XORQ AX, AX")
+		e.i("MOVQ R10, CX")
+		e.i("DECQ CX")
+		e.i("JZ %slast", pass)
+		e.label(pass + "loop")
+		body(false)
+		e.i("ADDQ $64, AX")
+		e.i("DECQ CX")
+		e.i("JNZ %sloop", pass)
+		e.label(pass + "last")
+		body(true)
+	}
+	scaled := func(last bool, lbl string) {
+		if last {
+			e.i("VMOVUPS.Z (SI)(AX*1), K1, Z0")
+		} else {
+			e.i("VMOVUPS (SI)(AX*1), Z0")
+		}
+		e.i("TESTQ R9, R9")
+		e.i("JZ %s", lbl)
+		if last {
+			e.i("VMOVUPS.Z (R9)(AX*1), K1, Z1")
+		} else {
+			e.i("VMOVUPS (R9)(AX*1), Z1")
+		}
+		e.i("VMULPS Z1, Z0, Z0")
+		e.label(lbl)
+		e.i("VMULPS Z15, Z0, Z0")
+	}
+	e.i("VPBROADCASTD %s, Z31", expAddr("NEGINF32"))
+	blocks("max", func(last bool) {
+		scaled(last, map[bool]string{false: "maxs", true: "maxs2"}[last])
+		if last {
+			e.i("VMAXPS Z31, Z0, K1, Z31")
+		} else {
+			e.i("VMAXPS Z31, Z0, Z31")
+		}
+	})
+	// Fold the lanes: every lane ends holding the maximum.
+	e.i("VSHUFF32X4 $0x4e, Z31, Z31, Z0")
+	e.i("VMAXPS Z31, Z0, Z31")
+	e.i("VSHUFF32X4 $0xb1, Z31, Z31, Z0")
+	e.i("VMAXPS Z31, Z0, Z31")
+	e.i("VPERMILPS $0x4e, Z31, Z0")
+	e.i("VMAXPS Z31, Z0, Z31")
+	e.i("VPERMILPS $0xb1, Z31, Z0")
+	e.i("VMAXPS Z31, Z0, Z31")
+	expLoadConstsAVX512(e)
+	blocks("exp", func(last bool) {
+		scaled(last, map[bool]string{false: "exps", true: "exps2"}[last])
+		e.i("VSUBPS Z31, Z0, Z0")
+		expAVX512(e, 0, 1, work)
+		if last {
+			e.i("VMOVUPS Z1, K1, (DI)(AX*1)")
+		} else {
+			e.i("VMOVUPS Z1, (DI)(AX*1)")
+		}
+	})
+	// The sum, in position order.
+	e.i("VXORPS X0, X0, X0")
+	e.i("MOVQ DI, AX")
+	e.i("MOVQ R11, CX")
+	e.label("sum")
+	e.i("VADDSS (AX), X0, X0")
+	e.i("ADDQ $4, AX")
+	e.i("DECQ CX")
+	e.i("JNZ sum")
+	e.i("VBROADCASTSS %s, X2", expAddr("ONE32"))
+	e.i("VDIVSS X0, X2, X2")
+	e.i("VBROADCASTSS X2, Z2")
+	blocks("scale", func(last bool) {
+		if last {
+			e.i("VMOVUPS.Z (DI)(AX*1), K1, Z0")
+		} else {
+			e.i("VMOVUPS (DI)(AX*1), Z0")
+		}
+		e.i("VMULPS Z2, Z0, Z0")
+		lbl := map[bool]string{false: "scalev", true: "scalev2"}[last]
+		e.i("TESTQ R8, R8")
+		e.i("JZ %s", lbl)
+		if last {
+			e.i("VMOVUPS.Z (R8)(AX*1), K1, Z1")
+		} else {
+			e.i("VMOVUPS (R8)(AX*1), Z1")
+		}
+		e.i("VMULPS Z1, Z0, Z0")
+		e.label(lbl)
+		if last {
+			e.i("VMOVUPS Z0, K1, (DI)(AX*1)")
+		} else {
+			e.i("VMOVUPS Z0, (DI)(AX*1)")
+		}
+	})
+	e.label("done")
+	e.i("VZEROUPPER")
+	e.i("RET")
 }

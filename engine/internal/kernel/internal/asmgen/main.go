@@ -623,6 +623,30 @@ func genMisc(s *emitter, g *bytes.Buffer, is isa) {
 	e.i("VZEROUPPER")
 	e.i("RET")
 
+	// int8 to float32 (the int8 KV cache's keys for the score kernels).
+	name = "toF32I8" + is.name
+	fmt.Fprintf(&e.b, "\n// func %s(dst *float32, src *byte, nb int)\n", name)
+	fmt.Fprintf(&e.b, "TEXT ·%s(SB), NOSPLIT, $0-24\n", name)
+	fmt.Fprintf(g, "\n//go:noescape\nfunc %s(dst *float32, src *byte, nb int)\n", name)
+	e.i("MOVQ dst+0(FP), DI")
+	e.i("MOVQ src+8(FP), SI")
+	e.i("MOVQ nb+16(FP), CX")
+	e.i("TESTQ CX, CX")
+	e.i("JZ done")
+	e.label("loop")
+	for h := 0; h < is.halves; h++ {
+		e.i("VPMOVSXBD %d(SI), %s", 16/is.halves*h, v(h))
+		e.i("VCVTDQ2PS %s, %s", v(h), v(h))
+		e.i("VMOVUPS %s, %d(DI)", v(h), 2*half*h)
+	}
+	e.i("ADDQ $16, SI")
+	e.i("ADDQ $64, DI")
+	e.i("DECQ CX")
+	e.i("JNZ loop")
+	e.label("done")
+	e.i("VZEROUPPER")
+	e.i("RET")
+
 	name = "f32ToF16" + is.name
 	fmt.Fprintf(&e.b, "\n// func %s(dst *byte, src *float32, nb int)\n", name)
 	fmt.Fprintf(&e.b, "TEXT ·%s(SB), NOSPLIT, $0-24\n", name)

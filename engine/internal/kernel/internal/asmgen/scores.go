@@ -187,6 +187,8 @@ func genScores(e *emitter, g *bytes.Buffer, is isa, kk int, scaled bool) {
 }
 
 func genScoresKernels(s *emitter, g *bytes.Buffer) {
+	genDotRows(s, g, 4)
+	genDotRows(s, g, 1)
 	for _, is := range isas {
 		kks := []int{scoresKK(is)}
 		if kks[0] > 1 {
@@ -198,4 +200,89 @@ func genScoresKernels(s *emitter, g *bytes.Buffer) {
 			}
 		}
 	}
+}
+
+// genDotRows writes the AVX-512 dot products of float32 rows with one
+// vector (a decode step's attention scores): four rows at a time, each
+// one accumulator, the blocks of 16 in order and the last partial block
+// under the mask K1 with a merge-masked FMA (lanes past the row are left
+// alone, as the canonical order says), then the canonical tree, four rows
+// at once (reduce4), or one row for the leftovers.
+//
+//	func dotRowsAVX512K<kk>(dst *float32, k *float32, ks uintptr, q *float32, hd int, n int)
+func genDotRows(e *emitter, g *bytes.Buffer, kk int) {
+	name := fmt.Sprintf("dotRowsAVX512K%d", kk)
+	fmt.Fprintf(&e.b, "\n// func %s(dst *float32, k *float32, ks uintptr, q *float32, hd int, n int)\n", name)
+	fmt.Fprintf(&e.b, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
+	fmt.Fprintf(g, "\n//go:noescape\nfunc %s(dst *float32, k *float32, ks uintptr, q *float32, hd int, n int)\n", name)
+	ptr := []string{"SI", "R12", "R13", "BX"}[:kk]
+	e.i("MOVQ dst+0(FP), DI")
+	e.i("MOVQ k+8(FP), SI")
+	e.i("MOVQ ks+16(FP), DX")
+	e.i("MOVQ q+24(FP), R8")
+	e.i("MOVQ hd+32(FP), R10")
+	e.i("MOVQ R10, CX")
+	e.i("ANDQ $15, CX")
+	e.i("MOVL $1, AX")
+	e.i("SHLL CL, AX")
+	e.i("DECL AX")
+	e.i("KMOVW AX, K1")
+	e.i("MOVQ CX, R9")  // lanes of the last block (0: none)
+	e.i("SHRQ $4, R10") // whole blocks
+	e.i("MOVQ n+40(FP), CX")
+	e.i("TESTQ CX, CX")
+	e.i("JZ done")
+	e.label("group")
+	for key := 0; key < kk; key++ {
+		e.i("VPXORD Z%d, Z%d, Z%d", key, key, key)
+	}
+	if kk > 1 {
+		e.i("LEAQ (SI)(DX*1), R12")
+		e.i("LEAQ (SI)(DX*2), R13")
+		e.i("LEAQ (R12)(DX*2), BX")
+	}
+	e.i("XORQ R11, R11")
+	e.i("MOVQ R10, AX")
+	e.i("TESTQ AX, AX")
+	e.i("JZ tail")
+	e.label("block")
+	e.i("VMOVUPS (R8)(R11*1), Z4")
+	for key := 0; key < kk; key++ {
+		e.i("VFMADD231PS (%s)(R11*1), Z4, Z%d", ptr[key], key)
+	}
+	e.i("ADDQ $64, R11")
+	e.i("DECQ AX")
+	e.i("JNZ block")
+	e.label("tail")
+	e.i("TESTQ R9, R9")
+	e.i("JZ reduce")
+	e.i("VMOVUPS.Z (R8)(R11*1), K1, Z4")
+	for key := 0; key < kk; key++ {
+		e.i("VMOVUPS.Z (%s)(R11*1), K1, Z5", ptr[key])
+		e.i("VFMADD231PS Z5, Z4, K1, Z%d", key)
+	}
+	e.label("reduce")
+	if kk == 4 {
+		k := &kern{is: avx512, r: 4, c: 1, e: e}
+		k.reduce4(0, 0, 6, 7, "DI")
+	} else {
+		e.i("VEXTRACTF64X4 $1, Z0, Y6")
+		e.i("VADDPS Y6, Y0, Y0")
+		e.i("VEXTRACTF32X4 $1, Y0, X6")
+		e.i("VADDPS X6, X0, X0")
+		e.i("VMOVHLPS X0, X0, X6")
+		e.i("VADDPS X6, X0, X0")
+		e.i("VMOVSHDUP X0, X6")
+		e.i("VADDSS X6, X0, X0")
+		e.i("VMOVSS X0, (DI)")
+	}
+	e.i("ADDQ $%d, DI", 4*kk)
+	for range kk {
+		e.i("ADDQ DX, SI")
+	}
+	e.i("DECQ CX")
+	e.i("JNZ group")
+	e.label("done")
+	e.i("VZEROUPPER")
+	e.i("RET")
 }
