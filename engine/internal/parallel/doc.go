@@ -13,6 +13,10 @@
 // (a second caller waits for the first); use one Pool per independent
 // stream of work.
 //
+// MatMul runs a product of fewer than about 256K multiply-adds on the
+// caller alone: a small model's decode step is a string of such products,
+// each a few microseconds, and a hand-off would cost as much.
+//
 // Work is handed out in chunks claimed with an atomic counter, so a worker
 // that the operating system delays does not hold up the others. Which
 // worker computes which rows never changes a result: every output element

@@ -176,6 +176,12 @@ func (t *matMulTask) Do(lo, hi int) {
 	kernel.MatMulRows(t.dst, t.w, t.x, t.n, lo, hi)
 }
 
+// minParallelMACs is the smallest product, in multiply-adds, that MatMul
+// splits across the workers: below it (a few microseconds of work, the
+// products of a small model's decode step) the hand-off to a worker, which
+// may have to be woken, costs more than the worker saves.
+const minParallelMACs = 256 << 10
+
 // rowGrain is the number of weight rows in a chunk of MatMul: a multiple
 // of 16 (the micro-kernels' row blocks divide it). Few activation rows
 // (decode) take chunks of about 96 KiB of weights, so that the workers
@@ -210,7 +216,7 @@ func (p *Pool) MatMul(dst []float32, w kernel.Mat, x []float32, n int) {
 		panic(fmt.Sprintf("parallel: MatMul: %d rows of %d need %d activations and %d outputs, have %d and %d",
 			n, w.Cols, n*w.Cols, n*w.Rows, len(x), len(dst)))
 	}
-	if p.workers <= 1 || w.Rows <= 16 {
+	if p.workers <= 1 || w.Rows <= 16 || int64(w.Rows)*int64(w.Cols)*int64(n) < minParallelMACs {
 		kernel.MatMulRows(dst, w, x, n, 0, w.Rows)
 		return
 	}

@@ -141,11 +141,12 @@ func randMat(r *rand.Rand, t kernel.DType, rows, cols int) kernel.Mat {
 
 // TestMatMulMatchesSerial checks that splitting rows across workers
 // changes no bit: every worker count gives what one MatMulRows call over
-// all rows gives.
+// all rows gives. (The last shapes are above minParallelMACs, so they are
+// split; the small ones run on the caller.)
 func TestMatMulMatchesSerial(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, dt := range []kernel.DType{kernel.F32, kernel.F16, kernel.BF16, kernel.Q8_0, kernel.I8} {
-		for _, shape := range []struct{ rows, cols, n int }{{1, 32, 1}, {17, 64, 3}, {100, 96, 1}, {257, 160, 9}, {64, 32, 16}} {
+		for _, shape := range []struct{ rows, cols, n int }{{1, 32, 1}, {17, 64, 3}, {100, 96, 1}, {257, 160, 9}, {64, 32, 16}, {513, 512, 1}, {1000, 96, 8}} {
 			w := randMat(r, dt, shape.rows, shape.cols)
 			x := make([]float32, shape.n*shape.cols)
 			for i := range x {
