@@ -12,6 +12,11 @@ import (
 // the lanes of kernel.SoftmaxTile.
 const queryTile = kernel.TileLanes
 
+// attnParallelMin is the least attention work, in query-key pairs times
+// the head dimension, that is split across the pool's workers; about
+// 10µs of work on one core.
+const attnParallelMin = 64 << 10
+
 // attnTask is one (step, head, run of query rows) unit of attention work.
 type attnTask struct {
 	step   int32
@@ -29,6 +34,7 @@ type attnScratch struct {
 	scores []float32 // [MaxContext][TileLanes]: scores, position-major
 	w      []float32 // [MaxContext][TileLanes]: the values' weights
 	vs     []float32 // [MaxContext]: int8 value scales
+	ks     []float32 // [MaxContext]: int8 key scales (one query)
 }
 
 // attnJob runs causal attention for a batch, reading keys and values back
@@ -56,19 +62,27 @@ func (j *attnJob) run(layer int, q, out []float32, T int) {
 	s := j.s
 	j.layer, j.q, j.out = layer, q, out
 	j.tasks = j.tasks[:0]
-	row := 0
+	row, work := 0, 0
 	for i := range s.steps {
 		n := len(s.steps[i].Tokens)
 		for h := 0; h < s.m.Heads; h++ {
 			for r := 0; r < n; r += queryTile {
 				c := min(queryTile, n-r)
-				j.tasks = append(j.tasks, attnTask{step: int32(i), head: int32(h), row: int32(row + r), n: int32(c),
-					posEnd: s.rows[row+r+c-1].pos + 1})
+				tk := attnTask{step: int32(i), head: int32(h), row: int32(row + r), n: int32(c),
+					posEnd: s.rows[row+r+c-1].pos + 1}
+				j.tasks = append(j.tasks, tk)
+				work += c * int(tk.posEnd)
 			}
 		}
 		row += n
 	}
-	s.par.For(len(j.tasks), j)
+	if work*s.m.HeadDim < attnParallelMin {
+		// Too little to share: handing tasks to a worker would cost
+		// more than it saves (a small model's decode step).
+		j.Do(0, len(j.tasks))
+	} else {
+		s.par.For(len(j.tasks), j)
+	}
 	j.q, j.out = nil, nil
 }
 
@@ -88,6 +102,7 @@ func (j *attnJob) get() *attnScratch {
 		scores: make([]float32, kernel.TileLanes*s.cfg.MaxContext),
 		w:      make([]float32, kernel.TileLanes*s.cfg.MaxContext),
 		vs:     make([]float32, s.cfg.MaxContext),
+		ks:     make([]float32, s.cfg.MaxContext),
 	}
 	j.all = append(j.all, sc)
 	return sc
@@ -120,6 +135,11 @@ func (j *attnJob) task(tk *attnTask, sc *attnScratch) {
 	posEnd := int(tk.posEnd)
 	firstPos := posEnd - nq
 
+	if nq == 1 {
+		j.taskRow(tk, sc)
+		return
+	}
+
 	// Gather this head's queries into a contiguous [nq][hd].
 	qh := sc.qh[:nq*hd]
 	for i := 0; i < nq; i++ {
@@ -127,15 +147,7 @@ func (j *attnJob) task(tk *attnTask, sc *attnScratch) {
 		copy(qh[i*hd:(i+1)*hd], j.q[r*qd+h*hd:r*qd+(h+1)*hd])
 	}
 
-	var kt kernel.DType
-	switch kv.DType {
-	case kvcache.F16:
-		kt = kernel.F16
-	case kvcache.I8:
-		kt = kernel.I8
-	default:
-		kt = kernel.F32
-	}
+	kt := kvType(kv.DType)
 	es := kv.DType.ElemBytes()
 	scale := float32(1 / math.Sqrt(float64(hd)))
 
@@ -196,5 +208,67 @@ func (j *attnJob) task(tk *attnTask, sc *attnScratch) {
 				kernel.WeightedSum(kt, dst[i*qd:], qd, w[e0*L+i:], L, vb[(e0-k0)*vrow:], 1, e1-e0, hd)
 			}
 		}
+	}
+}
+
+// kvType is the kernels' name for the cache's element type.
+func kvType(d kvcache.DType) kernel.DType {
+	switch d {
+	case kvcache.F16:
+		return kernel.F16
+	case kvcache.I8:
+		return kernel.I8
+	}
+	return kernel.F32
+}
+
+// taskRow is task for a single query (a decode step): its scores are one
+// contiguous row (kernel.DotRows) taken by the one-query softmax, whose
+// lanes are positions rather than queries.
+func (j *attnJob) taskRow(tk *attnTask, sc *attnScratch) {
+	s := j.s
+	m, kv := s.m, s.kv
+	hd, bt := m.HeadDim, kv.BlockTokens
+	h := int(tk.head)
+	g := h / (m.Heads / m.KVHeads)
+	qd := m.QDim()
+	seq := s.steps[tk.step].Seq
+	n := int(tk.posEnd)
+	row := int(tk.row)
+	q := j.q[row*qd+h*hd : row*qd+(h+1)*hd]
+	kt := kvType(kv.DType)
+	es := kv.DType.ElemBytes()
+	scores := sc.scores[:n]
+	var ks, vs []float32
+	if kv.DType == kvcache.I8 {
+		ks, vs = sc.ks[:n], sc.vs[:n]
+	}
+	nBlocks := (n + bt - 1) / bt
+	for b := 0; b < nBlocks; b++ {
+		slot := s.pool.Slot(j.layer, seq.Blocks[b])
+		rows := min(bt, n-b*bt)
+		off := kv.KOffset(g, 0)
+		keys := sc.keys[:rows*hd]
+		if kt == kernel.F32 {
+			keys = f32s(slot[off : off+rows*hd*4])
+		} else {
+			kernel.ToF32(kt, keys, slot[off:off+rows*hd*es])
+		}
+		kernel.DotRows(scores[b*bt:], keys, rows, q)
+		if ks != nil {
+			copy(ks[b*bt:b*bt+rows], f32s(slot[kv.KScaleOffset(g, 0):kv.KScaleOffset(g, 0)+4*rows]))
+			copy(vs[b*bt:b*bt+rows], f32s(slot[kv.VScaleOffset(g, 0):kv.VScaleOffset(g, 0)+4*rows]))
+		}
+	}
+	w := sc.w[:n]
+	kernel.SoftmaxRow(w, scores, n, float32(1/math.Sqrt(float64(hd))), ks, vs)
+	dst := j.out[row*qd+h*hd : row*qd+(h+1)*hd]
+	clear(dst)
+	vrow := hd * es
+	for b := 0; b < nBlocks; b++ {
+		slot := s.pool.Slot(j.layer, seq.Blocks[b])
+		k0, k1 := b*bt, min((b+1)*bt, n)
+		vb := slot[kv.VOffset(g, 0) : kv.VOffset(g, 0)+bt*vrow]
+		kernel.WeightedSum(kt, dst, hd, w[k0:], 1, vb, 1, k1-k0, hd)
 	}
 }

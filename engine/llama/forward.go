@@ -230,10 +230,18 @@ func (s *State) Forward(steps []Step, onLayer func(layer int)) error {
 	return nil
 }
 
-// rmsNorm normalizes T rows of x into dst, in parallel over rows.
+// normParallelMin is the fewest elements rmsNorm splits across workers.
+const normParallelMin = 32 << 10
+
+// rmsNorm normalizes T rows of x into dst, in parallel over rows when
+// there are enough of them to pay for the hand-off.
 func (s *State) rmsNorm(dst, x, w []float32, T int) {
 	s.norm.dst, s.norm.x, s.norm.w = dst, x, w
-	s.par.For(T, &s.norm)
+	if T*s.m.Dim < normParallelMin {
+		s.norm.Do(0, T)
+	} else {
+		s.par.For(T, &s.norm)
+	}
 	s.norm.dst, s.norm.x, s.norm.w = nil, nil, nil
 }
 
