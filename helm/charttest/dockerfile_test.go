@@ -3,6 +3,7 @@ package charttest
 import (
 	"bytes"
 	"debug/elf"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/mod/modfile"
@@ -214,11 +216,10 @@ func TestDockerfile(t *testing.T) {
 // contextFiles copies what docker/Dockerfile.dockerignore lets into the
 // build context to dst. It knows the file's patterns: "*", "!dir/" and
 // "**/name" (a file or folder name anywhere, with * globs).
-func contextFiles(t *testing.T, dst string) {
-	t.Helper()
+func contextFiles(dst string) error {
 	ig, err := os.ReadFile(dockerignore)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	var include, exclude []string
 	for _, l := range strings.Split(string(ig), "\n") {
@@ -230,7 +231,7 @@ func contextFiles(t *testing.T, dst string) {
 		case strings.HasPrefix(l, "**/"):
 			exclude = append(exclude, strings.TrimSuffix(l[3:], "/"))
 		default:
-			t.Fatalf("%s: pattern %q is not one this test understands; teach contextFiles", dockerignore, l)
+			return fmt.Errorf("%s: pattern %q is not one this test understands; teach contextFiles", dockerignore, l)
 		}
 	}
 	for _, top := range include {
@@ -258,9 +259,10 @@ func contextFiles(t *testing.T, dst string) {
 			return copyFile(p, out)
 		})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 func copyFile(src, dst string) error {
@@ -280,48 +282,85 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// TestImageBuild runs the Dockerfile's build stage without Docker: in a
-// copy of just the build context, each binary is built inside its own
-// module with GOWORK=off and CGO_ENABLED=0, as the image is. It proves the
-// replace lines and go.sum files suffice, the version reaches the binary,
-// and which binaries need a C library at run time: those may not go on a
-// base image without one (distroless/static).
-func TestImageBuild(t *testing.T) {
+// imageBuild is the result of building the binaries as the image does,
+// done once for the tests that need them.
+var imageBuild struct {
+	once      sync.Once
+	root      string // the temporary folder, removed by TestMain
+	dir       string // root/bin: the binaries
+	err       error
+	needsLibc map[string]bool
+}
+
+const imageVersion = "v9.9.9-charttest"
+
+// buildAsImage runs the Dockerfile's build stage without Docker: in a copy
+// of just the build context, each binary is built inside its own module
+// with GOWORK=off and CGO_ENABLED=0, as the image is. It returns the
+// folder holding duet-router, duet-prefill and duet-decode.
+func buildAsImage(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the three binaries")
 	}
-	ctx := t.TempDir()
-	contextFiles(t, ctx)
-	out := t.TempDir()
-	const version = "v9.9.9-charttest"
-	env := append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
-	needsLibc := map[string]bool{}
-	for m, cmd := range imageBinaries {
-		b := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X "+versionVar+"="+version, "-o", out+string(filepath.Separator), "./"+cmd)
-		b.Dir = filepath.Join(ctx, m)
-		b.Env = env
-		if o, err := b.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./%s in %s, as the image builds it: %v\n%s", cmd, m, err, o)
+	b := &imageBuild
+	b.once.Do(func() {
+		b.root, b.err = os.MkdirTemp("", "duet-charttest-")
+		if b.err != nil {
+			return
 		}
-		bin := filepath.Join(out, filepath.Base(cmd))
-		data, err := os.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
+		ctx := filepath.Join(b.root, "context")
+		out := filepath.Join(b.root, "bin")
+		if b.err = contextFiles(ctx); b.err != nil {
+			return
 		}
-		if !bytes.Contains(data, []byte(version)) {
-			t.Errorf("%s does not carry its version %s", filepath.Base(cmd), version)
-		}
-		f, err := elf.Open(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_INTERP {
-				needsLibc[filepath.Base(cmd)] = true
+		env := append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+		b.needsLibc = map[string]bool{}
+		for m, cmd := range imageBinaries {
+			c := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X "+versionVar+"="+imageVersion, "-o", out+string(filepath.Separator), "./"+cmd)
+			c.Dir = filepath.Join(ctx, m)
+			c.Env = env
+			if o, err := c.CombinedOutput(); err != nil {
+				b.err = fmt.Errorf("go build ./%s in %s, as the image builds it: %v\n%s", cmd, m, err, o)
+				return
 			}
+			f, err := elf.Open(filepath.Join(out, filepath.Base(cmd)))
+			if err != nil {
+				b.err = err
+				return
+			}
+			for _, p := range f.Progs {
+				if p.Type == elf.PT_INTERP {
+					b.needsLibc[filepath.Base(cmd)] = true
+				}
+			}
+			f.Close()
 		}
-		f.Close()
+		b.dir = out
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
+	return b.dir
+}
+
+// TestImageBuild builds the binaries as the image does (buildAsImage). It
+// proves the replace lines and go.sum files suffice without the
+// workspace, the version reaches the binaries, and it finds which binaries
+// need a C library at run time: those may not go on a base image without
+// one (distroless/static, scratch).
+func TestImageBuild(t *testing.T) {
+	dir := buildAsImage(t)
+	for _, cmd := range imageBinaries {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.Base(cmd)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(data, []byte(imageVersion)) {
+			t.Errorf("%s does not carry its version %s", filepath.Base(cmd), imageVersion)
+		}
+	}
+	needsLibc := imageBuild.needsLibc
 	t.Logf("dynamically linked with CGO_ENABLED=0 (purego's dlopen): %v", needsLibc)
 	if len(needsLibc) == 0 {
 		return

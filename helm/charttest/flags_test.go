@@ -1,7 +1,6 @@
 package charttest
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,22 +12,11 @@ import (
 
 var flagLine = regexp.MustCompile(`(?m)^  -([a-z0-9][a-z0-9-]*)`)
 
-// binaryFlags builds duet-router, duet-prefill and duet-decode from this
-// checkout and returns the flags each accepts, by binary name.
+// binaryFlags returns the flags duet-router, duet-prefill and duet-decode
+// accept, by binary name, from the binaries built as the image builds them.
 func binaryFlags(t *testing.T) map[string]map[string]bool {
 	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"./router/cmd/duet-router", "./prefill-node/cmd/duet-prefill", "./decode-node/cmd/duet-decode")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(root, "go.work"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the binaries: %v\n%s", err, out)
-	}
+	dir := buildAsImage(t)
 	flags := map[string]map[string]bool{}
 	for _, bin := range []string{"duet-router", "duet-prefill", "duet-decode"} {
 		// -h prints the flags and exits non-zero (flag.ErrHelp).
@@ -66,9 +54,6 @@ func envName(flag string) string {
 // the binary it is set for. The binaries ignore variables that name no
 // flag, so a misspelled one would silently leave a default in place.
 func TestEnvVarsAreFlags(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the three binaries")
-	}
 	flags := binaryFlags(t)
 	vars := map[string]map[string]bool{}
 	for bin, set := range flags {
