@@ -463,11 +463,20 @@ func (c *clientConn) unroute(id uint64) {
 }
 
 // lazyMax: the first lazyMax bytes a session writes are queued without
-// waking the writer goroutine; its Flush or Commit then writes the queue on
-// the caller's goroutine as one coalesced writev. A small transfer thus
-// costs one system call and no goroutine hand-off; a big one wakes the
-// writer after lazyMax bytes and streams while the caller computes.
-const lazyMax = 64 << 10
+// waking the writer goroutines; its Flush or Commit then writes the queues
+// on the caller's goroutine as coalesced writevs. A transfer of up to
+// lazyMax written in one burst (a short prompt's KV) thus costs one writev
+// per connection and no goroutine hand-off; a bigger one wakes the writers
+// once past lazyMax and streams while the caller computes. A caller that
+// pauses between writes (a prompt's KV shipped layer by layer while later
+// layers compute) does not leave its bytes waiting for the commit: the
+// first write at a lazyCheck boundary that comes lazyDelay or more after
+// the previous boundary wakes the writers, which send everything queued.
+const (
+	lazyMax   = 1 << 20
+	lazyDelay = 200 * time.Microsecond
+	lazyCheck = 64 << 10 // how often (in bytes) a burst looks at the clock
+)
 
 // How a queued frame gets written.
 type pushMode int
@@ -784,6 +793,7 @@ type session struct {
 	err       error  // first failure; sticky
 	ended     bool   // Commit or Abort called
 	written   int64
+	last      time.Time // of the latest Write
 	seq       uint64
 	flushes   map[uint64]*flushWait
 	committed chan struct{}
@@ -791,19 +801,16 @@ type session struct {
 	aborted   bool // ABORT frames sent
 }
 
-// stripe is how many bytes of a session past lazyMax go to one connection
-// before the next takes over: long enough for big batches on each, short
-// enough that a few MiB spread over all of them.
+// stripe is how many bytes of a session go to one connection before the
+// next takes over: long enough for big writev batches on each, short
+// enough that a MiB spreads over four of them. A session of up to a
+// stripe stays on its home connection (its commit then waits on no other).
 const stripe = 256 << 10
 
-// conn returns the connection for the write of n bytes at position pos of
-// the session's stream: a small session stays on its home connection (its
-// commit then waits on no other); past lazyMax, stripes go round the others.
-func (s *session) conn(pos int64, n int) int {
-	if len(s.conns) == 1 || pos+int64(n) <= lazyMax {
-		return s.home
-	}
-	return (s.home + 1 + int((pos-lazyMax)/stripe)) % len(s.conns)
+// conn returns the connection for the write at position pos of the
+// session's stream.
+func (s *session) conn(pos int64) int {
+	return (s.home + int(pos/stripe)) % len(s.conns)
 }
 
 // use returns conn i, queuing the OPEN on it first if this session has not
@@ -841,13 +848,25 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 	for len(src) > 0 {
 		n := min(len(src), s.t.cfg.MaxChunk)
 		chunk := src[:n]
+		lazy := false
+		var now time.Time
 		s.mu.Lock()
 		if s.err == nil && s.ended {
 			s.mu.Unlock()
 			return kvtransfer.ErrSessionDone
 		}
 		pos := s.written
-		c, err := s.useLocked(s.conn(pos, n))
+		if end := pos + int64(n); end <= lazyMax {
+			lazy = true
+			// The clock is read where the stream crosses a lazyCheck
+			// boundary, not on every write (it costs ~0.1µs).
+			if pos == 0 || (end-1)/lazyCheck != (pos-1)/lazyCheck {
+				now = time.Now()
+				lazy = pos == 0 || now.Sub(s.last) < lazyDelay
+				s.last = now
+			}
+		}
+		c, err := s.useLocked(s.conn(pos))
 		if err == nil {
 			s.written += int64(n)
 		}
@@ -867,13 +886,20 @@ func (s *session) Write(ctx context.Context, slot int, off int64, src []byte) er
 				f.h.Flags = wire.FlagCRC
 				f.h.CRC = wire.CRC(chunk)
 			}
-			// The first lazyMax bytes wait for Flush or Commit to write
-			// them on the caller's goroutine; later ones wake the writer.
-			mode := pushKick
-			if pos+int64(n) <= lazyMax {
-				mode = pushLazy
-			} else if pos <= lazyMax && c != s.conns[s.home] {
-				s.conns[s.home].kickIfQueued() // the lazy start goes too
+			// The first lazyMax bytes of a burst wait for Flush or Commit
+			// to write them on the caller's goroutine; a later write, or
+			// one after a pause, wakes the writers (every connection's, the
+			// first time), which take all that is queued.
+			mode := pushLazy
+			if !lazy {
+				mode = pushKick
+				if pos <= lazyMax {
+					for _, o := range s.conns {
+						if o != c {
+							o.kickIfQueued()
+						}
+					}
+				}
 			}
 			if err := c.pushWait(ctx, f, n, mode); err != nil {
 				if ctx.Err() != nil {
@@ -1033,15 +1059,21 @@ func (s *session) Commit(ctx context.Context, payload []byte) error {
 		}
 		h.Flags = wire.FlagRDMA
 	}
-	// Writes still lazily queued on the other connections must go too:
-	// the receiver holds the commit until their bytes land.
+	// Writes still lazily queued on the other connections go first, from
+	// here (a writer already writing finishes them instead): the receiver
+	// holds the commit until their bytes land. A failure there fails the
+	// session through the connection.
 	s.mu.Lock()
+	others := make([]*clientConn, 0, len(s.conns))
 	for i, o := range s.conns {
 		if s.opened[i] && o != c {
-			o.kickIfQueued()
+			others = append(others, o)
 		}
 	}
 	s.mu.Unlock()
+	for _, o := range others {
+		o.drain()
+	}
 	if err := c.push(frame{h: h, payload: payload}, 0, pushDrain); err != nil {
 		return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
 	}

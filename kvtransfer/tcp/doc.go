@@ -2,19 +2,24 @@
 // kvtransfer.Receiver, Transport is the sender side.
 //
 // The sender keeps persistent connections per peer (Config.Conns, several
-// for bandwidth) and multiplexes sessions over them: a session's first 64
-// KiB stay on one connection (its home), and past that it stripes 256 KiB
-// runs round the others, each preceded on its connection by an OPEN with
+// for bandwidth) and multiplexes sessions over them: a session's stream is
+// cut into 256 KiB stripes that go round the connections from its home one
+// (a session of up to a stripe stays on one connection, so its commit waits
+// on no other), each connection's first frame of the session an OPEN with
 // the capability token. Writes are queued, not copied (a queue entry is a
 // header and a slice of the caller's memory, no allocation); one writer
 // goroutine per connection drains the queue with writev from the caller's
 // memory, coalescing a run of writes to one reservation into a single
-// FrameWriteV. The first 64 KiB of a session are only queued; its Flush or
-// Commit writes the queue itself, on the caller's goroutine, as one writev:
-// a small transfer costs one system call and no goroutine hand-off, and a
-// large one wakes the writer and streams while the caller computes. A
-// writer that is already writing is never woken: it drains the queue to
-// the end before it stops.
+// FrameWriteV.
+//
+// The first MiB of a session, written in one burst, is only queued: its
+// Flush or Commit writes the queues itself, on the caller's goroutine, one
+// writev per connection, so a short prompt's KV costs no goroutine hand-off
+// at all. Past that MiB, or when a write comes after a pause of 200µs or
+// more (the engine shipping a layer, computing the next, shipping that;
+// the clock is read every 64 KiB of a burst), the writers are woken and
+// stream what is queued while the caller computes. A writer that is already writing is never woken: it drains the
+// queue to the end before it stops.
 //
 // The server reads through a small lookahead buffer (8 KiB): a frame
 // header, a segment table, a token or a commit payload usually arrived with

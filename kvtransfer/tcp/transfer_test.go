@@ -308,3 +308,52 @@ func TestAbortAndCancel(t *testing.T) {
 		}
 	})
 }
+
+// Bytes do not wait for the commit: a burst past the lazy limit streams at
+// once, and so does a write that comes after a pause (the engine shipping
+// one layer while it computes the next), taking the bytes queued before it.
+func TestBytesMoveBeforeCommit(t *testing.T) {
+	const slotSize = 64 << 10
+	for _, tc := range []struct {
+		name  string
+		slots int
+		pause bool
+	}{
+		{"burst past the lazy limit", 40, false},
+		{"write after a pause", 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, tc.slots, slotSize, tcp.ServerConfig{}, tcp.Config{Conns: 2}, kvtransfer.ReceiverConfig{})
+			res, err := n.lb.Receiver.Reserve(n.pool.Pick(rand.New(rand.NewPCG(10, 10)), tc.slots), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			d := res.Descriptor()
+			s, err := n.lb.Transport.Open(ctx, &d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := kvtransfertest.Random(rand.New(rand.NewPCG(11, 11)), slotSize)
+			for i := range tc.slots {
+				if tc.pause && i > 0 {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if err := s.Write(ctx, i, 0, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := uint64(tc.slots * slotSize)
+			for n.lb.Receiver.Stats().BytesReceived < want {
+				if ctx.Err() != nil {
+					t.Fatalf("%d of %d bytes landed without a flush or commit", n.lb.Receiver.Stats().BytesReceived, want)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := s.Commit(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
