@@ -10,10 +10,12 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/duet-llm/duet/kvtransfer"
 	"github.com/duet-llm/duet/kvtransfer/tcp"
@@ -43,11 +45,15 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 	for i := range src {
 		src[i] = byte(i * 7)
 	}
-	// The raw baseline copies into a window of a buffer as large as the
-	// pool, at a new place each time, so its destination is as cold in the
-	// caches as the kv slots are. Both are touched first: a decode node's
-	// pool is faulted in long before a transfer, and a page fault per 4 KiB
-	// on one side only would measure the kernel's page allocator.
+	// The raw baselines copy into a buffer as large as the pool, at a new
+	// place each time, so their destination is as cold in the caches as the
+	// kv slots are: "raw" into one contiguous window (the kernel copies a
+	// long run, the fastest case), "raw-scat" with readv into as many slots
+	// of the same size as kv, scattered the same way (what any receiver of
+	// paged KV pays; the difference to kv is the protocol's own cost). Both
+	// buffers are touched first: a decode node's pool is faulted in long
+	// before a transfer, and a page fault per 4 KiB on one side only would
+	// measure the kernel's page allocator.
 	dst := make([]byte, len(pool))
 	prefault(pool)
 	prefault(dst)
@@ -69,7 +75,7 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 		return err
 	}
 	g.Go(func() error { <-gctx.Done(); return rawLn.Close() })
-	g.Go(func() error { serveRaw(rawLn, dst); return nil })
+	g.Go(func() error { serveRaw(rawLn, dst, cfg.SlotSize); return nil })
 	defer func() { cancel(); g.Wait() }()
 	select {
 	case <-srv.Ready():
@@ -93,10 +99,11 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 
 	fmt.Fprintf(w, "# kvtransfer over loopback TCP, %d KiB slots scattered in a %d MiB pool, GOMAXPROCS=%d, crc=%v\n",
 		cfg.SlotSize>>10, len(pool)>>20, runtime.GOMAXPROCS(0), cfg.CRC)
-	fmt.Fprintf(w, "# raw = plain TCP copy of the same bytes over as many connections (default socket buffers on both),\n")
-	fmt.Fprintf(w, "# into a contiguous window at a random place of an equally large, equally prefaulted buffer\n")
-	fmt.Fprintf(w, "# kv and raw runs alternate; best of >=3 runs each (spread = worst/best)\n")
-	fmt.Fprintf(w, "%-8s %-5s %12s %12s %7s %8s %8s\n", "size", "conns", "kv GB/s", "raw GB/s", "ratio", "kv-sprd", "raw-sprd")
+	fmt.Fprintf(w, "# raw = plain TCP copy of the same bytes over as many connections (default socket buffers on both)\n")
+	fmt.Fprintf(w, "#   into a contiguous window at a random place of an equally large, equally prefaulted buffer;\n")
+	fmt.Fprintf(w, "# raw-scat = the same, read with readv into %d KiB slots at random places of that buffer\n", cfg.SlotSize>>10)
+	fmt.Fprintf(w, "# kv, raw and raw-scat runs alternate; best of >=3 runs each (spread = worst/best)\n")
+	fmt.Fprintf(w, "%-8s %-5s %9s %9s %9s %6s %9s %8s %8s %8s\n", "size", "conns", "kv GB/s", "raw GB/s", "scat GB/s", "ratio", "ratio-scat", "kv-sprd", "raw-sprd", "scat-sprd")
 	for _, conns := range cfg.Conns {
 		tr := tcp.New(tcp.Config{Conns: conns, CRC: cfg.CRC}, lg)
 		tctx, tcancel := context.WithCancel(ctx)
@@ -125,18 +132,21 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 				}
 				return el, nil
 			}
-			rawRun := func() (time.Duration, error) { return raw.copy(src[:size], window(size)) }
-			kv, rw, err := measure(kvRun, rawRun, cfg.Budget)
+			rawRun := func() (time.Duration, error) { return raw.copy(src[:size], window(size), false) }
+			scatRun := func() (time.Duration, error) { return raw.copy(src[:size], 0, true) }
+			runs, err := measure(cfg.Budget, kvRun, rawRun, scatRun)
 			if err != nil {
 				tcancel()
 				return fmt.Errorf("%d MiB x %d conns: %w", mib, conns, err)
 			}
-			kvG, rawG := gbps(size, kv.best), gbps(size, rw.best)
-			fmt.Fprintf(w, "%-8s %-5d %12.2f %12.2f %7.2f %8.2f %8.2f\n", fmt.Sprintf("%dMiB", mib), conns, kvG, rawG, kvG/rawG,
-				kv.spread(), rw.spread())
+			kvG, rawG, scatG := gbps(size, runs[0].best), gbps(size, runs[1].best), gbps(size, runs[2].best)
+			fmt.Fprintf(w, "%-8s %-5d %9.2f %9.2f %9.2f %6.2f %9.2f %8.2f %8.2f %8.2f\n", fmt.Sprintf("%dMiB", mib), conns, kvG, rawG, scatG,
+				kvG/rawG, kvG/scatG, runs[0].spread(), runs[1].spread(), runs[2].spread())
 			fmt.Fprintf(w, "RESULT kv_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, kvG)
 			fmt.Fprintf(w, "RESULT raw_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, rawG)
+			fmt.Fprintf(w, "RESULT raw_scattered_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, scatG)
 			fmt.Fprintf(w, "RESULT kv_vs_raw_%dmib_%dconn %.3f ratio\n", mib, conns, kvG/rawG)
+			fmt.Fprintf(w, "RESULT kv_vs_raw_scattered_%dmib_%dconn %.3f ratio\n", mib, conns, kvG/scatG)
 		}
 		raw.close()
 		tcancel()
@@ -151,11 +161,13 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 		return err
 	}
 	defer raw.close()
-	ping, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:1], window(1)) })
+	ping, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:1], window(1), false) })
 	if err != nil {
 		return err
 	}
-	rtt64, err := sample(cfg.LatencyIters, func() (time.Duration, error) { return raw.copy(src[:latencyBytes], window(latencyBytes)) })
+	rtt64, err := sample(cfg.LatencyIters, func() (time.Duration, error) {
+		return raw.copy(src[:latencyBytes], window(latencyBytes), false)
+	})
 	if err != nil {
 		return err
 	}
@@ -225,23 +237,21 @@ func (r *runs) add(d time.Duration) {
 
 func (r runs) spread() float64 { return float64(r.worst) / float64(r.best) }
 
-// measure alternates kv and raw runs, at least 3 of each and until budget
-// is spent, so both see the same machine.
-func measure(kv, raw func() (time.Duration, error), budget time.Duration) (runs, runs, error) {
-	var k, r runs
+// measure runs fs in turn, at least 3 rounds and until budget is spent, so
+// all see the same machine.
+func measure(budget time.Duration, fs ...func() (time.Duration, error)) ([]runs, error) {
+	out := make([]runs, len(fs))
 	start := time.Now()
 	for i := 0; i < 3 || (time.Since(start) < budget && i < 200); i++ {
-		d, err := kv()
-		if err != nil {
-			return k, r, fmt.Errorf("kv: %w", err)
+		for j, f := range fs {
+			d, err := f()
+			if err != nil {
+				return nil, fmt.Errorf("run %d: %w", j, err)
+			}
+			out[j].add(d)
 		}
-		k.add(d)
-		if d, err = raw(); err != nil {
-			return k, r, fmt.Errorf("raw: %w", err)
-		}
-		r.add(d)
 	}
-	return k, r, nil
+	return out, nil
 }
 
 // sample runs f n times (after a warm-up) and returns sorted durations.
@@ -297,10 +307,20 @@ func (r *rawConns) close() {
 	}
 }
 
-// copy sends src split over the connections, to land at offset off of
-// the sink's buffer, and waits for every ack.
-func (r *rawConns) copy(src []byte, off int) (time.Duration, error) {
+// rawHeader is a raw copy's header: length, destination offset, and
+// whether the sink scatters the bytes over random slots instead.
+const rawHeader = 24
+
+// copy sends src split over the connections, to land at offset off of the
+// sink's buffer (or scattered), and waits for every ack. One connection is
+// driven from the caller's goroutine, as a kv session with one connection
+// is.
+func (r *rawConns) copy(src []byte, off int, scatter bool) (time.Duration, error) {
 	start := time.Now()
+	if len(r.cs) == 1 {
+		err := rawSend(r.cs[0], src, off, scatter)
+		return time.Since(start), err
+	}
 	per := (len(src) + len(r.cs) - 1) / len(r.cs)
 	var wg sync.WaitGroup
 	errs := make([]error, len(r.cs))
@@ -313,20 +333,27 @@ func (r *rawConns) copy(src []byte, off int) (time.Duration, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var hdr [16]byte
-			putLen(hdr[:8], hi-lo)
-			putLen(hdr[8:], off+lo)
-			bufs := net.Buffers{hdr[:], src[lo:hi]}
-			if _, err := bufs.WriteTo(c); err != nil {
-				errs[i] = err
-				return
-			}
-			var ack [1]byte
-			_, errs[i] = io.ReadFull(c, ack[:])
+			errs[i] = rawSend(c, src[lo:hi], off+lo, scatter)
 		}()
 	}
 	wg.Wait()
 	return time.Since(start), errors.Join(errs...)
+}
+
+func rawSend(c net.Conn, b []byte, off int, scatter bool) error {
+	var hdr [rawHeader]byte
+	putLen(hdr[:8], len(b))
+	putLen(hdr[8:16], off)
+	if scatter {
+		hdr[16] = 1
+	}
+	bufs := net.Buffers{hdr[:], b}
+	if _, err := bufs.WriteTo(c); err != nil {
+		return err
+	}
+	var ack [1]byte
+	_, err := io.ReadFull(c, ack[:])
+	return err
 }
 
 func putLen(b []byte, n int) {
@@ -343,11 +370,13 @@ func getLen(b []byte) int {
 	return n
 }
 
-// serveRaw reads length- and offset-prefixed blobs into dst and acks each.
-func serveRaw(ln net.Listener, dst []byte) {
+// serveRaw reads length- and offset-prefixed blobs into dst (contiguous
+// at the offset, or with readv over random slot-sized pieces of dst) and
+// acks each.
+func serveRaw(ln net.Listener, dst []byte, slot int) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
+	for seed := uint64(1); ; seed++ {
 		c, err := ln.Accept()
 		if err != nil {
 			return
@@ -356,17 +385,34 @@ func serveRaw(ln net.Listener, dst []byte) {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			var hdr [16]byte
+			rc, err := c.(syscall.Conn).SyscallConn()
+			if err != nil {
+				return
+			}
+			r := rand.New(rand.NewPCG(seed, 7))
+			var hdr [rawHeader]byte
+			var bufs [][]byte
 			for {
 				if _, err := io.ReadFull(c, hdr[:]); err != nil {
 					return
 				}
-				n, off := getLen(hdr[:8]), getLen(hdr[8:])
+				n, off := getLen(hdr[:8]), getLen(hdr[8:16])
 				if n < 0 || off < 0 || n > len(dst)-off {
 					return
 				}
-				if _, err := io.ReadFull(c, dst[off:off+n]); err != nil {
-					return
+				if hdr[16] == 0 {
+					if _, err := io.ReadFull(c, dst[off:off+n]); err != nil {
+						return
+					}
+				} else {
+					bufs = bufs[:0]
+					for left := n; left > 0; left -= slot {
+						at := r.IntN(len(dst)/slot) * slot
+						bufs = append(bufs, dst[at:at+min(slot, left)])
+					}
+					if err := readvAll(rc, bufs); err != nil {
+						return
+					}
 				}
 				if _, err := c.Write([]byte{1}); err != nil {
 					return
@@ -374,4 +420,36 @@ func serveRaw(ln net.Listener, dst []byte) {
 			}
 		}()
 	}
+}
+
+// readvAll fills bufs with readv(2), as the kv receiver reads its slots.
+func readvAll(rc syscall.RawConn, bufs [][]byte) error {
+	for len(bufs) > 0 {
+		iov := bufs[:min(len(bufs), 1024)]
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Readv(int(fd), iov)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		for n > 0 {
+			if k := len(bufs[0]); n >= k {
+				n -= k
+				bufs = bufs[1:]
+			} else {
+				bufs[0] = bufs[0][n:]
+				n = 0
+			}
+		}
+	}
+	return nil
 }
