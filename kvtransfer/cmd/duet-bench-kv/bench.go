@@ -103,7 +103,7 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 	fmt.Fprintf(w, "#   into a contiguous window at a random place of an equally large, equally prefaulted buffer;\n")
 	fmt.Fprintf(w, "# raw-scat = the same, read with readv into %d KiB slots at random places of that buffer\n", cfg.SlotSize>>10)
 	fmt.Fprintf(w, "# kv, raw and raw-scat runs alternate; best of >=3 runs each (spread = worst/best)\n")
-	fmt.Fprintf(w, "%-8s %-5s %9s %9s %9s %6s %9s %8s %8s %8s\n", "size", "conns", "kv GB/s", "raw GB/s", "scat GB/s", "ratio", "ratio-scat", "kv-sprd", "raw-sprd", "scat-sprd")
+	fmt.Fprintf(w, "%-8s %-5s %9s %9s %9s %6s %10s %8s %8s %9s\n", "size", "conns", "kv GB/s", "raw GB/s", "scat GB/s", "ratio", "ratio-scat", "kv-sprd", "raw-sprd", "scat-sprd")
 	for _, conns := range cfg.Conns {
 		tr := tcp.New(tcp.Config{Conns: conns, CRC: cfg.CRC}, lg)
 		tctx, tcancel := context.WithCancel(ctx)
@@ -140,7 +140,7 @@ func bench(ctx context.Context, cfg config, lg *zap.Logger, w io.Writer) error {
 				return fmt.Errorf("%d MiB x %d conns: %w", mib, conns, err)
 			}
 			kvG, rawG, scatG := gbps(size, runs[0].best), gbps(size, runs[1].best), gbps(size, runs[2].best)
-			fmt.Fprintf(w, "%-8s %-5d %9.2f %9.2f %9.2f %6.2f %9.2f %8.2f %8.2f %8.2f\n", fmt.Sprintf("%dMiB", mib), conns, kvG, rawG, scatG,
+			fmt.Fprintf(w, "%-8s %-5d %9.2f %9.2f %9.2f %6.2f %10.2f %8.2f %8.2f %9.2f\n", fmt.Sprintf("%dMiB", mib), conns, kvG, rawG, scatG,
 				kvG/rawG, kvG/scatG, runs[0].spread(), runs[1].spread(), runs[2].spread())
 			fmt.Fprintf(w, "RESULT kv_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, kvG)
 			fmt.Fprintf(w, "RESULT raw_throughput_%dmib_%dconn %.3f GB/s\n", mib, conns, rawG)

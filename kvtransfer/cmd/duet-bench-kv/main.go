@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ func run() int {
 	fs.IntVar(&cfg.LatencyIters, "latency-iters", cfg.LatencyIters, "open-to-commit samples")
 	fs.BoolVar(&cfg.CRC, "crc", false, "send CRC32C with every write")
 	verbose := fs.Bool("v", false, "log at debug level")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -46,6 +48,19 @@ func run() int {
 	lg := zap.NewNop()
 	if *verbose {
 		lg, _ = zap.NewDevelopment()
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "duet-bench-kv:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "duet-bench-kv:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
