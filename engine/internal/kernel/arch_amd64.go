@@ -133,7 +133,7 @@ func (v *vecImpl) weightedSum(t DType, dst []float32, ds int, a []float32, as in
 
 func (v *vecImpl) softmaxTile(w, s []float32, n, nq, first int, vs []float32) {
 	if !v.avx512 {
-		softmaxTileGeneric(w, s, n, nq, first, vs)
+		softmaxTileWith(w, s, n, nq, first, vs, expF32Blocks2)
 		return
 	}
 	var vp *float32
@@ -179,7 +179,7 @@ func (v *vecImpl) attnScores(dst, k []float32, ks, nk int, qt []float32, hd int,
 
 func (v *vecImpl) softmaxRow(w, s []float32, n int, scale float32, ks, vs []float32) {
 	if !v.avx512 {
-		softmaxRowGeneric(w, s, n, scale, ks, vs)
+		softmaxRowWith(w, s, n, scale, ks, vs, expF32Blocks2)
 		return
 	}
 	var kp, vp *float32
@@ -209,22 +209,38 @@ func (v *vecImpl) dotRows(dst, keys []float32, nk int, q []float32) {
 }
 
 func (v *vecImpl) expF32(dst, src []float32) {
-	nb := 0
 	if v.avx512 {
-		nb = len(dst) / 16
-		if nb > 0 {
-			expF32AVX512(&dst[0], &src[0], nb)
-		}
+		expF32Blocks512(dst, src)
+	} else {
+		expF32Blocks2(dst, src)
+	}
+}
+
+// expF32Blocks512 and expF32Blocks2 are ExpF32 on one ISA: the kernel on
+// the blocks of 16, pure Go on the rest.
+func expF32Blocks512(dst, src []float32) {
+	nb := len(dst) / 16
+	if nb > 0 {
+		expF32AVX512(&dst[0], &src[0], nb)
+	}
+	expF32Generic(dst[16*nb:], src[16*nb:])
+}
+
+func expF32Blocks2(dst, src []float32) {
+	nb := len(dst) / 16
+	if nb > 0 {
+		expF32AVX2(&dst[0], &src[0], nb)
 	}
 	expF32Generic(dst[16*nb:], src[16*nb:])
 }
 
 func (v *vecImpl) swiGLU(g, u []float32) {
-	nb := 0
-	if v.avx512 {
-		nb = len(g) / 16
-		if nb > 0 {
+	nb := len(g) / 16
+	if nb > 0 {
+		if v.avx512 {
 			swigluAVX512(&g[0], &u[0], nb)
+		} else {
+			swigluAVX2(&g[0], &u[0], nb)
 		}
 	}
 	swiGLUGeneric(g[16*nb:], u[16*nb:])

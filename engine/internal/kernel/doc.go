@@ -88,8 +88,12 @@
 //     operations for |x| <= 700, which the kernel runs on 8 doubles per
 //     register with archExp's constants; beyond ±700 and for NaN the
 //     float32 results (0, +Inf, x) are blended in. ExpF32 and SwiGLU use
-//     the same code. TestExpF32MatchesMath -exhaustive-exp checks all 2^32
-//     inputs.
+//     the same code (AVX2: four doubles per register, the constants in
+//     memory; its softmax is the Go passes around that exponential).
+//     TestExpF32MatchesMath -exhaustive-exp checks all 2^32 inputs. For a
+//     single query (a decode step) SoftmaxRow puts positions in the lanes
+//     instead, and DotRows computes its scores: four rows at once, the last
+//     partial block under a mask.
 //   - WeightedSum is the sum of values: R output rows × up to 64 columns
 //     of accumulators stay in registers while the keys stream by, one
 //     broadcast weight and R FMAs per value vector, each output element

@@ -143,34 +143,6 @@ func weightedSumGeneric(t DType, dst []float32, ds int, a []float32, as int, v [
 	}
 }
 
-func softmaxTileGeneric(w, s []float32, n, nq, first int, vs []float32) {
-	const L = TileLanes
-	for q := 0; q < nq; q++ {
-		valid := min(n, first+q+1)
-		m := float32(math.Inf(-1))
-		for p := 0; p < valid; p++ {
-			if v := s[p*L+q]; v > m {
-				m = v
-			}
-		}
-		var sum float32
-		for p := 0; p < valid; p++ {
-			e := float32(math.Exp(float64(s[p*L+q] - m)))
-			w[p*L+q] = e
-			sum += e
-		}
-		inv := 1 / sum
-		for p := 0; p < valid; p++ {
-			w[p*L+q] = float32(w[p*L+q] * inv)
-		}
-		if vs != nil {
-			for p := 0; p < valid; p++ {
-				w[p*L+q] = float32(w[p*L+q] * vs[p])
-			}
-		}
-	}
-}
-
 func attnScoresGeneric(dst, k []float32, ks, nk int, qt []float32, nq, hd int, scale float32, kscale []float32) {
 	nblk := (hd + 15) / 16
 	for key := 0; key < nk; key++ {
@@ -191,31 +163,83 @@ func attnScoresGeneric(dst, k []float32, ks, nk int, qt []float32, nq, hd int, s
 	}
 }
 
+func softmaxTileGeneric(w, s []float32, n, nq, first int, vs []float32) {
+	softmaxTileWith(w, s, n, nq, first, vs, expF32Generic)
+}
+
 func softmaxRowGeneric(w, s []float32, n int, scale float32, ks, vs []float32) {
-	x := func(p int) float32 {
-		if ks != nil {
-			return float32(float32(s[p]*ks[p]) * scale)
+	softmaxRowWith(w, s, n, scale, ks, vs, expF32Generic)
+}
+
+// softmaxTileWith is SoftmaxTile in Go around an ExpF32 implementation:
+// the passes of the specification, each query's maximum and sum over its
+// positions in order, the exponentials of the whole tile in one call
+// (lanes a query does not see get values nobody reads).
+func softmaxTileWith(w, s []float32, n, nq, first int, vs []float32, exp func(dst, src []float32)) {
+	const L = TileLanes
+	var m, inv [L]float32
+	for q := range m {
+		m[q] = float32(math.Inf(-1))
+	}
+	for p := 0; p < n; p++ {
+		for q := max(0, p-first); q < nq; q++ {
+			if v := s[p*L+q]; v > m[q] {
+				m[q] = v
+			}
 		}
-		return float32(s[p] * scale)
+	}
+	for p := 0; p < n; p++ {
+		for q := 0; q < L; q++ {
+			w[p*L+q] = s[p*L+q] - m[q]
+		}
+	}
+	exp(w[:n*L], w[:n*L])
+	var sum [L]float32
+	for p := 0; p < n; p++ {
+		for q := max(0, p-first); q < nq; q++ {
+			sum[q] += w[p*L+q]
+		}
+	}
+	for q := range inv {
+		inv[q] = 1 / sum[q]
+	}
+	for p := 0; p < n; p++ {
+		for q := max(0, p-first); q < nq; q++ {
+			w[p*L+q] = float32(w[p*L+q] * inv[q])
+			if vs != nil {
+				w[p*L+q] = float32(w[p*L+q] * vs[p])
+			}
+		}
+	}
+}
+
+// softmaxRowWith is SoftmaxRow in Go around an ExpF32 implementation.
+func softmaxRowWith(w, s []float32, n int, scale float32, ks, vs []float32, exp func(dst, src []float32)) {
+	w, s = w[:n], s[:n]
+	for p, v := range s {
+		if ks != nil {
+			v = float32(v * ks[p])
+		}
+		w[p] = float32(v * scale)
 	}
 	m := float32(math.Inf(-1))
-	for p := 0; p < n; p++ {
-		if v := x(p); v > m {
+	for _, v := range w {
+		if v > m {
 			m = v
 		}
 	}
+	for p := range w {
+		w[p] -= m
+	}
+	exp(w, w)
 	var sum float32
-	for p := 0; p < n; p++ {
-		e := float32(math.Exp(float64(x(p) - m)))
-		w[p] = e
+	for _, e := range w {
 		sum += e
 	}
 	inv := 1 / sum
-	for p := 0; p < n; p++ {
+	for p := range w {
 		w[p] = float32(w[p] * inv)
-	}
-	if vs != nil {
-		for p := 0; p < n; p++ {
+		if vs != nil {
 			w[p] = float32(w[p] * vs[p])
 		}
 	}

@@ -774,6 +774,12 @@ func softmaxAVX512(w, s *float32, n, first int, qmask uint64, vs *float32)
 func softmaxRowAVX512(w, s *float32, n int, scale float32, ks, vs *float32)
 
 //go:noescape
+func expF32AVX2(dst, src *float32, nb int)
+
+//go:noescape
+func swigluAVX2(gate, up *float32, nb int)
+
+//go:noescape
 func dotRowsAVX512K4(dst *float32, k *float32, ks uintptr, q *float32, hd int, n int)
 
 //go:noescape

@@ -427,3 +427,129 @@ func genSoftmaxRow(e *emitter, g *bytes.Buffer, work []int) {
 	e.i("VZEROUPPER")
 	e.i("RET")
 }
+
+// AVX2 has 16 vector registers: the constants stay in memory, 32 bytes
+// each (four float64 copies; eight float32 ones), and the exponential of
+// eight float32 lanes runs as two groups of four doubles.
+func genExpData2(e *emitter) {
+	e.b.WriteString("\n// archExp's constants, four copies each, for AVX2.\n")
+	for i, c := range expConsts {
+		for j := 0; j < 4; j++ {
+			fmt.Fprintf(&e.b, "DATA expconst2<>+%d(SB)/8, $%s\n", 32*i+8*j, c.lit)
+		}
+	}
+	fmt.Fprintf(&e.b, "GLOBL expconst2<>(SB), RODATA|NOPTR, $%d\n", 32*len(expConsts))
+}
+
+// expAddr2 is the 32-byte constant name. For the float32 constants stored
+// in the low half of each 8 bytes, use VBROADCASTSS from expAddr instead.
+func expAddr2(name string) string { return fmt.Sprintf("expconst2<>+%d(SB)", 4*expOff(name)) }
+
+// expAVX2 emits out = float32(archExp(float64(in))) for the eight float32
+// lanes of Y<in>; work lists 10 free registers besides in and out (which
+// may be equal).
+func expAVX2(e *emitter, in, out int, work []int) {
+	y := func(i int) string { return fmt.Sprintf("Y%d", i) }
+	x := func(i int) string { return fmt.Sprintf("X%d", i) }
+	h := [2][5]int{{work[0], work[1], work[2], work[3], work[4]}, {work[5], work[6], work[7], work[8], work[9]}}
+	e.i("VEXTRACTF128 $1, %s, %s", y(in), x(h[1][1]))
+	e.i("VCVTPS2PD %s, %s", x(in), y(h[0][0]))
+	e.i("VCVTPS2PD %s, %s", x(h[1][1]), y(h[1][0]))
+	both := func(f func(X, T, ND, R, P string, xt string)) {
+		for _, g := range h {
+			f(y(g[0]), y(g[1]), y(g[2]), y(g[3]), y(g[4]), x(g[1]))
+		}
+	}
+	c := expAddr2
+	both(func(X, T, ND, R, P, xt string) { e.i("VMULPD %s, %s, %s", c("LOG2E"), X, T) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VCVTPD2DQY %s, %s", T, xt) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VCVTDQ2PD %s, %s", xt, ND) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VMOVAPD %s, %s", X, R) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VFNMADD231PD %s, %s, %s", c("LN2U"), ND, R) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VFNMADD231PD %s, %s, %s", c("LN2L"), ND, R) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VMULPD %s, %s, %s", c("SIXTEENTH"), R, R) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VMOVAPD %s, %s", c("C8"), P) })
+	for _, k := range []string{"C7", "C6", "C5", "C4", "C3", "HALF", "ONE"} {
+		both(func(X, T, ND, R, P, xt string) { e.i("VFMADD213PD %s, %s, %s", c(k), R, P) })
+	}
+	both(func(X, T, ND, R, P, xt string) { e.i("VMULPD %s, %s, %s", P, R, R) })
+	for range 3 {
+		both(func(X, T, ND, R, P, xt string) { e.i("VADDPD %s, %s, %s", c("TWO"), R, P) })
+		both(func(X, T, ND, R, P, xt string) { e.i("VMULPD %s, %s, %s", P, R, R) })
+	}
+	both(func(X, T, ND, R, P, xt string) { e.i("VADDPD %s, %s, %s", c("TWO"), R, P) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VFMADD213PD %s, %s, %s", c("ONE"), P, R) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VPMOVSXDQ %s, %s", xt, ND) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VPADDQ %s, %s, %s", c("BIAS"), ND, ND) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VPSLLQ $52, %s, %s", ND, ND) })
+	both(func(X, T, ND, R, P, xt string) { e.i("VMULPD %s, %s, %s", ND, R, R) })
+	// Outside the straight line: 0 below, +Inf above, x itself for NaN
+	// (P and T are free now).
+	both(func(X, T, ND, R, P, xt string) {
+		e.i("VCMPPD $0x11, %s, %s, %s", c("LO"), X, P)
+		e.i("VANDNPD %s, %s, %s", R, P, R)
+		e.i("VCMPPD $0x1e, %s, %s, %s", c("HI"), X, P)
+		e.i("VBLENDVPD %s, %s, %s, %s", P, c("INF"), R, R)
+		e.i("VCMPPD $3, %s, %s, %s", X, X, P)
+		e.i("VBLENDVPD %s, %s, %s, %s", P, X, R, R)
+	})
+	e.i("VCVTPD2PSY %s, %s", y(h[0][3]), x(out))
+	e.i("VCVTPD2PSY %s, %s", y(h[1][3]), x(h[1][1]))
+	e.i("VINSERTF128 $1, %s, %s, %s", x(h[1][1]), y(out), y(out))
+}
+
+// genExpKernelsAVX2 writes ExpF32's and SwiGLU's AVX2 loops over blocks of
+// 16 (two registers of eight).
+func genExpKernelsAVX2(s *emitter, g *bytes.Buffer) {
+	e := s
+	genExpData2(e)
+	work := []int{4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+
+	fmt.Fprintf(&e.b, "\n// func expF32AVX2(dst, src *float32, nb int)\n")
+	fmt.Fprintf(&e.b, "TEXT ·expF32AVX2(SB), NOSPLIT, $0-24\n")
+	fmt.Fprintf(g, "\n//go:noescape\nfunc expF32AVX2(dst, src *float32, nb int)\n")
+	e.i("MOVQ dst+0(FP), DI")
+	e.i("MOVQ src+8(FP), SI")
+	e.i("MOVQ nb+16(FP), CX")
+	e.i("SHLQ $1, CX")
+	e.i("TESTQ CX, CX")
+	e.i("JZ done")
+	e.label("loop")
+	e.i("VMOVUPS (SI), Y0")
+	expAVX2(e, 0, 1, work)
+	e.i("VMOVUPS Y1, (DI)")
+	e.i("ADDQ $32, SI")
+	e.i("ADDQ $32, DI")
+	e.i("DECQ CX")
+	e.i("JNZ loop")
+	e.label("done")
+	e.i("VZEROUPPER")
+	e.i("RET")
+
+	fmt.Fprintf(&e.b, "\n// func swigluAVX2(gate, up *float32, nb int)\n")
+	fmt.Fprintf(&e.b, "TEXT ·swigluAVX2(SB), NOSPLIT, $0-24\n")
+	fmt.Fprintf(g, "\n//go:noescape\nfunc swigluAVX2(gate, up *float32, nb int)\n")
+	e.i("MOVQ gate+0(FP), DI")
+	e.i("MOVQ up+8(FP), SI")
+	e.i("MOVQ nb+16(FP), CX")
+	e.i("SHLQ $1, CX")
+	e.i("TESTQ CX, CX")
+	e.i("JZ done")
+	e.i("VBROADCASTSS %s, Y14", expAddr("SIGN32"))
+	e.i("VBROADCASTSS %s, Y15", expAddr("ONE32"))
+	e.label("loop")
+	e.i("VMOVUPS (DI), Y0")
+	e.i("VXORPS Y14, Y0, Y1")
+	expAVX2(e, 1, 1, work)
+	e.i("VADDPS Y1, Y15, Y1")
+	e.i("VDIVPS Y1, Y0, Y0")
+	e.i("VMULPS (SI), Y0, Y0")
+	e.i("VMOVUPS Y0, (DI)")
+	e.i("ADDQ $32, SI")
+	e.i("ADDQ $32, DI")
+	e.i("DECQ CX")
+	e.i("JNZ loop")
+	e.label("done")
+	e.i("VZEROUPPER")
+	e.i("RET")
+}

@@ -516,6 +516,7 @@ func generate() (asm, decl []byte) {
 		}
 	}
 	genExpKernels(&s, &g)
+	genExpKernelsAVX2(&s, &g)
 	genScoresKernels(&s, &g)
 	// Kernel ids: the Go driver calls through callMM's switch, a direct
 	// call per kernel, so that escape analysis sees the //go:noescape of
