@@ -71,6 +71,12 @@ bench-kv: ## KV transfer throughput and latency against raw loopback TCP
 bench-engine: ## engine decode/prefill throughput against memory-bandwidth and FMA limits
 	$(GO) run ./engine/cmd/duet-bench-engine --models-dir $(MODELS_DIR) --cache $(CURDIR)/.cache/models
 
+.PHONY: bench-pd
+bench-pd: ## PD vs colocated on the same cores and the synthetic 110M model: side-by-side table, RESULT lines (BENCH_PD_FLAGS=...)
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./router/cmd/duet-router ./prefill-node/cmd/duet-prefill ./decode-node/cmd/duet-decode ./bench/cmd/duet-bench-pd
+	$(BIN)/duet-bench-pd --bin $(BIN) --models-dir $(MODELS_DIR) --cache $(CURDIR)/.cache/models --out $(CURDIR)/.cache/bench-pd $(BENCH_PD_FLAGS)
+
 .PHONY: lint
 lint: verify ## gofmt, go vet and staticcheck-free checks
 	$(GO) vet $(PKGS)

@@ -29,8 +29,10 @@ type Chart struct {
 	// Points marks each data point (for sparse series such as a sweep).
 	Points bool
 	// YMin and YMax fix the y range when YMax > YMin (else it is taken
-	// from the data, from 0 when all values are positive).
+	// from the data, from 0 when all values are positive); XMin and XMax
+	// fix the x range likewise. Lines are clipped to the range.
 	YMin, YMax float64
+	XMin, XMax float64
 	Series     []Series
 	// Width and Height in pixels (default 900×560).
 	Width, Height int
@@ -202,6 +204,9 @@ func (c *Chart) bounds() (x0, x1, y0, y1 float64, ok bool) {
 			y1 = y0 + 1
 		}
 		y1 += (y1 - y0) * 0.05
+	}
+	if c.XMax > c.XMin && (!c.LogX || c.XMin > 0) {
+		return c.XMin, c.XMax, y0, y1, true
 	}
 	if c.LogX {
 		if x1 == x0 {

@@ -144,3 +144,21 @@ func manySeries(n int) []Series {
 	}
 	return s
 }
+
+func TestFixedRange(t *testing.T) {
+	// Points outside a fixed x range are clipped, not drawn on the frame.
+	c := Chart{LogX: true, XMin: 10, XMax: 1000, Width: 400, Height: 300,
+		Series: []Series{{Name: "s", X: []float64{0.001, 100, 100000}, Y: []float64{0, 0.5, 1}}}}
+	x0, x1, _, _, ok := c.bounds()
+	if !ok || x0 != 10 || x1 != 1000 {
+		t.Fatalf("bounds %v %v", x0, x1)
+	}
+	if _, err := c.Render(); err != nil {
+		t.Fatal(err)
+	}
+	// A log range that starts at 0 cannot be used; the data's is.
+	c.XMin = 0
+	if x0, _, _, _, _ := c.bounds(); x0 <= 0 {
+		t.Fatalf("log range from %v", x0)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -276,6 +277,7 @@ func WritePlots(dir string, r *Result) ([]string, error) {
 			x, p := stats.CDF(pick(&r.Stages[i]))
 			c.Series = append(c.Series, plot.Series{Name: r.Stages[i].Label, X: x, Y: p})
 		}
+		CDFRange(&c)
 		charts = append(charts, Chart{file, c})
 	}
 	cdf(TTFTCDFFile, "TTFT CDF", "time to first token (ms)", func(st *Stage) []float64 {
@@ -351,6 +353,30 @@ func WriteCharts(dir string, charts []Chart) ([]string, error) {
 		paths = append(paths, p)
 	}
 	return paths, nil
+}
+
+// CDFRange sets a log-x CDF chart's x range from its series: from the
+// 1st percentile of all values (over 3, on a round decade) to the largest.
+// Without it, a few near-zero values (text chunks that arrived in one
+// read) would stretch the axis over decades that hold nothing.
+func CDFRange(c *plot.Chart) {
+	var all []float64
+	for _, s := range c.Series {
+		for _, x := range s.X {
+			if x > 0 {
+				all = append(all, x)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return
+	}
+	d := stats.Describe(all)
+	lo := stats.Quantile(stats.Sorted(all), 0.01) / 3
+	lo = math.Pow(10, math.Floor(math.Log10(lo)))
+	if hi := d.Max * 1.1; hi > lo {
+		c.XMin, c.XMax = lo, hi
+	}
 }
 
 // field gathers values of the completed samples of a stage.
