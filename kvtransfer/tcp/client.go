@@ -272,11 +272,12 @@ func (p *peer) dialOne(ctx context.Context) (*clientConn, error) {
 		return nil, err
 	}
 	c := &clientConn{p: p, raw: raw, c: raw, kick: make(chan struct{}, 1), done: make(chan struct{}), sessions: map[uint64]*session{},
-		scratch: make([]byte, 0, scratchSize)}
+		scratch: make([]byte, 0, scratchSize), rwake: make(chan struct{}, 1)}
 	if err := c.handshake(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("handshake with %s: %w", p.addr, err)
 	}
+	c.in = newConnReader(c.c, 0)
 	return c, nil
 }
 
@@ -323,6 +324,17 @@ type clientConn struct {
 
 	smu      sync.Mutex
 	sessions map[uint64]*session // routes receiver replies
+
+	// The reader role (see replies.go): rmu guards the role's state; in and
+	// lastErr belong to the goroutine that holds it.
+	rmu       sync.Mutex
+	reading   bool   // a goroutine holds the role
+	rgen      uint64 // changes with every holder
+	rdeadline bool   // a read deadline is set on the connection
+	waiters   int    // callers waiting for a reply
+	rwake     chan struct{}
+	in        *connReader
+	lastErr   error // an Error frame just before the close explains it
 
 	rdmaReply chan []byte // the RDMAAccept answer, during setup
 }
@@ -717,65 +729,10 @@ func (c *clientConn) takeBatch() (net.Buffers, int) {
 	return bufs, bytes
 }
 
-func (c *clientConn) readLoop() {
-	in := newConnReader(c.c, 0)
-	var h wire.Header
-	var lastErr error // an Error frame just before the close explains it
-	for {
-		hb, err := in.header(wire.HeaderSize)
-		if err != nil {
-			if lastErr != nil {
-				err = lastErr
-			} else if c.alive() {
-				err = fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err)
-			}
-			c.fail(err)
-			return
-		}
-		if err := h.Decode(hb); err != nil {
-			c.fail(fmt.Errorf("%w: %w", kvtransfer.ErrProtocol, err))
-			return
-		}
-		var payload []byte
-		if h.Length > 0 {
-			if payload, err = in.next(int(h.Length)); err != nil {
-				c.fail(fmt.Errorf("%w: %w", kvtransfer.ErrPeerGone, err))
-				return
-			}
-		}
-		c.smu.Lock()
-		s := c.sessions[h.ID]
-		c.smu.Unlock()
-		switch h.Type {
-		case wire.FrameFlushed:
-			if s != nil {
-				s.flushed(h.Arg)
-			}
-		case wire.FrameCommitted:
-			if s != nil {
-				s.commitOK()
-			}
-		case wire.FrameCanceled:
-			if s != nil {
-				s.fail(&kvtransfer.TransferError{Op: "write", Peer: c.p.addr, ID: h.ID, Err: errOf(h.Slot, string(payload))})
-			}
-		case wire.FrameError:
-			err := &kvtransfer.TransferError{Op: "write", Peer: c.p.addr, ID: h.ID, Err: errOf(h.Slot, string(payload))}
-			lastErr = err
-			if s != nil {
-				s.fail(err)
-			}
-		case wire.FramePong:
-		default:
-			c.fail(fmt.Errorf("%w: unexpected %s frame from receiver", kvtransfer.ErrProtocol, h.Type))
-			return
-		}
-	}
-}
-
+// flushWait is one Flush: the connections whose Flushed has not come.
 type flushWait struct {
-	left int
-	ch   chan struct{}
+	pending map[*clientConn]bool
+	note    chan struct{} // signaled at each Flushed, closed on failure
 }
 
 // session is one reservation being written.
@@ -938,7 +895,7 @@ func (s *session) failLocked(err error) error {
 		s.t.stats.CountOutcome(kvtransfer.StateFailed)
 	}
 	for seq, w := range s.flushes {
-		close(w.ch)
+		close(w.note)
 		delete(s.flushes, seq)
 	}
 	select {
@@ -980,18 +937,18 @@ func (s *session) Flush(ctx context.Context) error {
 	}
 	s.seq++
 	seq := s.seq
-	w := &flushWait{ch: make(chan struct{})}
+	w := &flushWait{pending: map[*clientConn]bool{}, note: make(chan struct{}, 1)}
 	var conns []*clientConn
 	for i, c := range s.conns {
 		if s.opened[i] {
 			conns = append(conns, c)
+			w.pending[c] = true
 		}
 	}
 	if len(conns) == 0 {
 		s.mu.Unlock()
 		return nil // nothing written
 	}
-	w.left = len(conns)
 	if s.flushes == nil {
 		s.flushes = map[uint64]*flushWait{}
 	}
@@ -1003,26 +960,38 @@ func (s *session) Flush(ctx context.Context) error {
 			return s.fail(&kvtransfer.TransferError{Op: "flush", Peer: s.p.addr, ID: s.id, Err: err})
 		}
 	}
-	select {
-	case <-w.ch:
-	case <-ctx.Done():
-		return ctx.Err()
+	for _, c := range conns {
+		done := func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return !w.pending[c] || s.err != nil
+		}
+		if err := c.await(ctx, done, w.note); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return s.fail(&kvtransfer.TransferError{Op: "flush", Peer: s.p.addr, ID: s.id, Err: err})
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if w.left > 0 {
+	if s.err != nil {
 		return s.err
 	}
 	return nil
 }
 
-func (s *session) flushed(seq uint64) {
+func (s *session) flushed(c *clientConn, seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if w, ok := s.flushes[seq]; ok {
-		if w.left--; w.left == 0 {
+	if w, ok := s.flushes[seq]; ok && w.pending[c] {
+		delete(w.pending, c)
+		if len(w.pending) == 0 {
 			delete(s.flushes, seq)
-			close(w.ch)
+		}
+		select {
+		case w.note <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -1077,11 +1046,21 @@ func (s *session) Commit(ctx context.Context, payload []byte) error {
 	if err := c.push(frame{h: h, payload: payload}, 0, pushDrain); err != nil {
 		return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
 	}
-	select {
-	case <-s.committed:
-	case <-ctx.Done():
-		s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: ctx.Err()})
-		return ctx.Err()
+	// Wait for the reply, reading it ourselves if nobody else reads.
+	done := func() bool {
+		select {
+		case <-s.committed:
+			return true
+		default:
+			return false
+		}
+	}
+	if err := c.await(ctx, done, s.committed); err != nil {
+		if ctx.Err() != nil {
+			s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: ctx.Err()})
+			return ctx.Err()
+		}
+		return s.fail(&kvtransfer.TransferError{Op: "commit", Peer: s.p.addr, ID: s.id, Err: err})
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -126,6 +126,68 @@ func (cr *connReader) fill(n int, inFrame bool) error {
 	return nil
 }
 
+// peek returns the next n unread bytes (n <= lookahead) without consuming
+// them, reading as needed; with wait false it only takes what has already
+// arrived and reports false when that is not n bytes. On a read error
+// (a deadline included) the bytes already read stay buffered, so a later
+// peek continues where this one stopped. Valid until the next read.
+func (cr *connReader) peek(n int, wait bool) ([]byte, bool, error) {
+	if cr.w-cr.r < n {
+		if cr.r+n > len(cr.buf) {
+			cr.w = copy(cr.buf, cr.buf[cr.r:cr.w])
+			cr.r = 0
+		}
+		for cr.w-cr.r < n {
+			var got int
+			var err error
+			switch {
+			case wait:
+				err = cr.fill(n, false)
+			case cr.rc == nil:
+				return nil, false, nil // TLS: no read without a wait
+			default:
+				cr.iov = append(cr.iov[:0], cr.buf[cr.w:])
+				got, err = cr.readvNoWait(cr.iov)
+				cr.w += got
+				if err == nil && got == 0 {
+					return nil, false, nil
+				}
+			}
+			if err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	return cr.buf[cr.r : cr.r+n], true, nil
+}
+
+// skip consumes n bytes that peek returned.
+func (cr *connReader) skip(n int) { cr.r += n }
+
+// readvNoWait is readv that returns 0 bytes (and no error) when nothing
+// has arrived, instead of waiting.
+func (cr *connReader) readvNoWait(iov [][]byte) (int, error) {
+	var n int
+	var rerr error
+	err := cr.rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Readv(int(fd), iov)
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err == unix.EAGAIN {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 // readv does one readv(2) into iov through the runtime poller, which waits
 // when nothing has arrived. In a frame, the first wait arms the frame
 // deadline (from inside the poller's callback, so it costs no extra call).

@@ -21,6 +21,17 @@
 // stream what is queued while the caller computes. A writer that is already writing is never woken: it drains the
 // queue to the end before it stops.
 //
+// Replies (Flushed, Committed, Canceled, Error) are read by the Flush or
+// Commit waiting for them whenever no other goroutine is reading the
+// connection: it sleeps in the runtime poller on the socket and the reply
+// wakes it directly, so a small session's round trip is a ping-pong like a
+// raw TCP one, with no goroutine hand-off (waking an idle CPU is dearer
+// than the round trip itself in a virtual machine). A background reader
+// per connection looks every 50ms (500ms when no session uses it) for
+// replies nobody waits for (a Canceled frame under a session still
+// writing, an Error before a close, EOF), and reads for callers that found
+// the connection taken (see replies.go).
+//
 // The server reads through a small lookahead buffer (8 KiB): a frame
 // header, a segment table, a token or a commit payload usually arrived with
 // the previous read and costs no system call. Each write payload is checked
@@ -41,7 +52,8 @@
 // Error frame, a half-close and the connection closed; a reservation that
 // expired or was canceled gets a Canceled frame and its in-flight bytes are
 // discarded while the connection stays up. A peer that dies is seen as EOF
-// or a reset at once; one that stops reading is caught by the sender's
+// or a reset by the next write or read (within the background reader's
+// poll when nothing else touches the connection); one that stops reading is caught by the sender's
 // WriteTimeout, one that stalls mid-frame by the server's FrameTimeout, and
 // a vanished host by TCP keepalive. Either way every session and
 // reservation on the connection ends with an error, and the receiver's

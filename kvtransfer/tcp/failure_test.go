@@ -202,3 +202,62 @@ func TestReceiverResetsConnection(t *testing.T) {
 		t.Fatalf("after a reset: %v, want ErrPeerGone", err)
 	}
 }
+
+// A Commit that reads its own reply from a receiver that never answers
+// returns when its context ends, and leaves the connection usable.
+func TestCommitWaitCanceled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		var b [wire.HelloSize]byte
+		io.ReadFull(c, b[:])
+		wire.Hello{Version: wire.Version}.Encode(b[:])
+		c.Write(b[:])
+		accepted <- c
+		io.Copy(io.Discard, c) // takes every frame, answers none
+	}()
+	tr := kvtransfertest.NewLoopback(t, nil, tcp.ServerConfig{}, tcp.Config{Conns: 1}).Transport
+	d := &kvtransfer.Descriptor{ID: 7, Endpoints: []kvtransfer.Endpoint{{Addr: ln.Addr().String()}},
+		Slots: []kvtransfer.Slot{{Length: 4096}}}
+	s, err := tr.Open(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), 0, 0, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.Commit(ctx, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("commit without a reply: %v", err)
+	}
+	c := <-accepted
+	defer c.Close()
+	// The connection survived the interrupted read: a second session's
+	// frames still go out on it.
+	d2 := *d
+	d2.ID = 8
+	s2, err := tr.Open(context.Background(), &d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Write(context.Background(), 0, 0, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := s2.Flush(ctx2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("flush without a reply: %v", err)
+	}
+	if st := tr.Stats(); st.BytesSent < 2*4096 {
+		t.Fatalf("the second session's bytes were not sent: %+v", st)
+	}
+}
