@@ -54,7 +54,7 @@ type State struct {
 
 	rows  []rowRef // per token of the batch
 	attn  attnJob
-	norm  normJob
+	rowsJ rowJob
 	steps []Step
 }
 
@@ -86,7 +86,7 @@ func NewState(m *Model, pool *kvcache.Pool, par *parallel.Pool, cfg StateConfig)
 	}
 	s.initRope()
 	s.attn.init(s)
-	s.norm.s = s
+	s.rowsJ.s = s
 	return s, nil
 }
 
@@ -179,29 +179,27 @@ func (s *State) Forward(steps []Step, onLayer func(layer int)) error {
 
 	for l := range m.Blocks {
 		ly := &m.Blocks[l]
-		s.rmsNorm(xb, x, ly.AttnNorm, T)
+		if l == 0 {
+			s.rowsDo(rowNorm, l, ly.AttnNorm, T)
+		} else {
+			s.rowsDo(rowResidNorm, l, ly.AttnNorm, T) // the last layer's FFN residual, then this norm
+		}
 		s.par.MatMul(q, ly.Wq, xb, T)
 		s.par.MatMul(k, ly.Wk, xb, T)
 		s.par.MatMul(v, ly.Wv, xb, T)
-		addBias(q, ly.Bq, T)
-		addBias(k, ly.Bk, T)
-		addBias(v, ly.Bv, T)
-		s.rope(q, m.Heads, T)
-		s.rope(k, m.KVHeads, T)
-		s.storeKV(l, k, v, T)
+		s.rowsDo(rowQKV, l, nil, T)
 		if onLayer != nil {
 			onLayer(l)
 		}
 		s.attn.run(l, q, att, T)
 		s.par.MatMul(xb, ly.Wo, att, T)
-		addInto(x, xb)
-		s.rmsNorm(xb, x, ly.FFNNorm, T)
+		s.rowsDo(rowResidNorm, l, ly.FFNNorm, T)
 		s.par.MatMul(hb, ly.Wgate, xb, T)
 		s.par.MatMul(hb2, ly.Wup, xb, T)
-		swiGLU(hb, hb2)
+		s.rowsDo(rowSwiGLU, l, nil, T)
 		s.par.MatMul(xb, ly.Wdown, hb, T)
-		addInto(x, xb)
 	}
+	s.rowsDo(rowResid, 0, nil, T)
 
 	if nLogits > 0 {
 		last := s.last[:nLogits*D]
@@ -230,30 +228,88 @@ func (s *State) Forward(steps []Step, onLayer func(layer int)) error {
 	return nil
 }
 
-// normParallelMin is the fewest elements rmsNorm splits across workers.
-const normParallelMin = 32 << 10
+// rowKind is one of the element-wise steps between the matrix products.
+type rowKind uint8
 
-// rmsNorm normalizes T rows of x into dst, in parallel over rows when
-// there are enough of them to pay for the hand-off.
-func (s *State) rmsNorm(dst, x, w []float32, T int) {
-	s.norm.dst, s.norm.x, s.norm.w = dst, x, w
-	if T*s.m.Dim < normParallelMin {
-		s.norm.Do(0, T)
-	} else {
-		s.par.For(T, &s.norm)
+const (
+	rowNorm      rowKind = iota // xb = rmsNorm(x)
+	rowResidNorm                // x += xb; xb = rmsNorm(x)
+	rowQKV                      // biases, RoPE, K and V into the cache
+	rowSwiGLU                   // hb = silu(hb) * hb2
+	rowResid                    // x += xb
+)
+
+// rowParallelMin is the least element-wise work, in elements (the
+// exponentials of SwiGLU counted four times), that rowsDo splits across
+// the workers; below it, a hand-off costs more than it saves.
+const rowParallelMin = 32 << 10
+
+// rowJob runs one element-wise step over a range of token rows. Every
+// row's operations are the same whichever worker runs them and however
+// the rows are split, so splitting them changes no bit.
+type rowJob struct {
+	s     *State
+	kind  rowKind
+	layer int
+	w     []float32 // norm weights
+	T     int
+}
+
+// rowsDo runs step kind on the T rows of the batch, across the workers
+// when there is enough of it (a long prefill chunk) and on the caller
+// otherwise (decode).
+func (s *State) rowsDo(kind rowKind, layer int, w []float32, T int) {
+	m := s.m
+	per := m.Dim
+	switch kind {
+	case rowQKV:
+		per = m.QDim() + 2*m.KVDim()
+	case rowSwiGLU:
+		per = 4 * m.FFN
 	}
-	s.norm.dst, s.norm.x, s.norm.w = nil, nil, nil
+	j := &s.rowsJ
+	j.kind, j.layer, j.w, j.T = kind, layer, w, T
+	if T*per < rowParallelMin {
+		j.Do(0, T)
+	} else {
+		s.par.For(T, j)
+	}
+	j.w = nil
 }
 
-type normJob struct {
-	s         *State
-	dst, x, w []float32
-}
-
-func (j *normJob) Do(lo, hi int) {
-	D := j.s.m.Dim
-	for r := lo; r < hi; r++ {
-		rmsNormRow(j.dst[r*D:(r+1)*D], j.x[r*D:(r+1)*D], j.w, j.s.m.RMSEps)
+func (j *rowJob) Do(lo, hi int) {
+	s := j.s
+	m := s.m
+	D := m.Dim
+	x, xb := s.x, s.xb
+	switch j.kind {
+	case rowNorm:
+		for r := lo; r < hi; r++ {
+			rmsNormRow(xb[r*D:(r+1)*D], x[r*D:(r+1)*D], j.w, m.RMSEps)
+		}
+	case rowResidNorm:
+		for r := lo; r < hi; r++ {
+			addInto(x[r*D:(r+1)*D], xb[r*D:(r+1)*D])
+			rmsNormRow(xb[r*D:(r+1)*D], x[r*D:(r+1)*D], j.w, m.RMSEps)
+		}
+	case rowQKV:
+		ly := &m.Blocks[j.layer]
+		qd, kvd := m.QDim(), m.KVDim()
+		for r := lo; r < hi; r++ {
+			q, k, v := s.q[r*qd:(r+1)*qd], s.k[r*kvd:(r+1)*kvd], s.v[r*kvd:(r+1)*kvd]
+			addBias(q, ly.Bq)
+			addBias(k, ly.Bk)
+			addBias(v, ly.Bv)
+			pos := int(s.rows[r].pos)
+			s.rope(q, m.Heads, pos)
+			s.rope(k, m.KVHeads, pos)
+			s.storeKV(j.layer, k, v, r)
+		}
+	case rowSwiGLU:
+		F := m.FFN
+		kernel.SwiGLU(s.hb[lo*F:hi*F], s.hb2[lo*F:hi*F])
+	case rowResid:
+		addInto(x[lo*D:hi*D], xb[lo*D:hi*D])
 	}
 }
 
@@ -271,16 +327,10 @@ func rmsNormRow(dst, x, w []float32, eps float32) {
 	}
 }
 
-func addBias(x, b []float32, T int) {
-	if b == nil {
-		return
-	}
-	n := len(b)
-	for t := 0; t < T; t++ {
-		row := x[t*n : (t+1)*n]
-		for i := range row {
-			row[i] += b[i]
-		}
+// addBias adds b to one row (nothing when the model has no bias).
+func addBias(x, b []float32) {
+	for i := range b {
+		x[i] += b[i]
 	}
 }
 
@@ -290,48 +340,39 @@ func addInto(x, y []float32) {
 	}
 }
 
-// swiGLU: g = silu(g) * u, each operation rounded to float32 (see
-// kernel.SwiGLU).
-func swiGLU(g, u []float32) { kernel.SwiGLU(g, u) }
-
-// rope rotates every head of T rows of x (heads×HeadDim wide) by its
+// rope rotates every head of one row x (heads×HeadDim wide) by the
 // token's position.
-func (s *State) rope(x []float32, heads, T int) {
+func (s *State) rope(x []float32, heads, pos int) {
 	m := s.m
 	half, hd := m.RopeDims/2, m.HeadDim
-	for t := 0; t < T; t++ {
-		p := int(s.rows[t].pos)
-		cos, sin := s.ropeCos[p*half:(p+1)*half], s.ropeSin[p*half:(p+1)*half]
-		for h := 0; h < heads; h++ {
-			v := x[(t*heads+h)*hd : (t*heads+h+1)*hd]
-			for i := 0; i < half; i++ {
-				a, b := i, i+half // NeoX
-				if m.RopeLayout == RopeNorm {
-					a, b = 2*i, 2*i+1
-				}
-				x0, x1 := v[a], v[b]
-				v[a] = float32(x0*cos[i]) - float32(x1*sin[i])
-				v[b] = float32(x0*sin[i]) + float32(x1*cos[i])
+	cos, sin := s.ropeCos[pos*half:(pos+1)*half], s.ropeSin[pos*half:(pos+1)*half]
+	for h := 0; h < heads; h++ {
+		v := x[h*hd : (h+1)*hd]
+		for i := 0; i < half; i++ {
+			a, b := i, i+half // NeoX
+			if m.RopeLayout == RopeNorm {
+				a, b = 2*i, 2*i+1
 			}
+			x0, x1 := v[a], v[b]
+			v[a] = float32(x0*cos[i]) - float32(x1*sin[i])
+			v[b] = float32(x0*sin[i]) + float32(x1*cos[i])
 		}
 	}
 }
 
-// storeKV writes the batch's keys and values of layer l into the cache,
-// converted to the cache dtype.
-func (s *State) storeKV(l int, k, v []float32, T int) {
+// storeKV writes batch row r's keys and values (k, v) of layer l into the
+// cache, converted to the cache dtype.
+func (s *State) storeKV(l int, k, v []float32, r int) {
 	kv, hd := s.kv, s.m.HeadDim
-	for t := 0; t < T; t++ {
-		r := s.rows[t]
-		seq := s.steps[r.step].Seq
-		p := int(r.pos)
-		slot := s.pool.Slot(l, seq.Blocks[p/kv.BlockTokens])
-		pos := p % kv.BlockTokens
-		for h := 0; h < kv.KVHeads; h++ {
-			src := (t*kv.KVHeads + h) * hd
-			storeVec(kv.DType, slot, kv.KOffset(h, pos), kv.KScaleOffset(h, pos), k[src:src+hd])
-			storeVec(kv.DType, slot, kv.VOffset(h, pos), kv.VScaleOffset(h, pos), v[src:src+hd])
-		}
+	row := s.rows[r]
+	seq := s.steps[row.step].Seq
+	p := int(row.pos)
+	slot := s.pool.Slot(l, seq.Blocks[p/kv.BlockTokens])
+	pos := p % kv.BlockTokens
+	for h := 0; h < kv.KVHeads; h++ {
+		src := h * hd
+		storeVec(kv.DType, slot, kv.KOffset(h, pos), kv.KScaleOffset(h, pos), k[src:src+hd])
+		storeVec(kv.DType, slot, kv.VOffset(h, pos), kv.VScaleOffset(h, pos), v[src:src+hd])
 	}
 }
 
