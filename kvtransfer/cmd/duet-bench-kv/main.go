@@ -3,6 +3,14 @@
 // scattered over 16 KiB slots with 1 and 4 connections, and open-to-commit
 // latency of a 64 KiB transfer against raw round trips. It prints a table
 // and `RESULT <name> <value> <unit>` lines for the headline figures.
+//
+// Two raw baselines run beside kv, on as many connections with the same
+// (default) socket buffers, into a buffer as large as the kv pool, all
+// three prefaulted and taking turns: "raw" lands each copy in one
+// contiguous window at a random place (the kernel's fastest copy: the
+// strict bar), "raw-scat" reads it with readv into slots of kv's size at
+// random places (what any receiver of paged KV pays, so kv/raw-scat is the
+// protocol's own cost). With -cpuprofile it writes a pprof CPU profile.
 package main
 
 import (
