@@ -153,3 +153,66 @@ func BenchmarkAxpy(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAttention measures the attention kernels on the 110M shape
+// (head dimension 64) for one tile of 16 queries against 2048 keys:
+// scores, softmax and the weighted sum of values, each against the
+// one-core peak where it is FMA work.
+func BenchmarkAttention(b *testing.B) {
+	useFlag(b)
+	r := rand.New(rand.NewPCG(7, 8))
+	const hd, n = 64, 2048
+	q := benchVec(r, TileLanes*hd)
+	keys := benchVec(r, n*hd)
+	vals := benchMat(r, F32, n, hd)
+	qt := make([]float32, QueriesLen(hd))
+	TransposeQueries(qt, q, TileLanes, hd)
+	s := make([]float32, n*TileLanes)
+	w := make([]float32, n*TileLanes)
+	out := make([]float32, TileLanes*hd)
+	flops := 2 * float64(n*TileLanes*hd)
+	b.Run("scores", func(b *testing.B) {
+		for b.Loop() {
+			AttnScores(s, keys, hd, n, qt, TileLanes, hd, 0.125, nil)
+		}
+		gf := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+		b.ReportMetric(gf, "GFLOP/s")
+		b.ReportMetric(gf/peak1(), "peak-ratio")
+	})
+	AttnScores(s, keys, hd, n, qt, TileLanes, hd, 0.125, nil)
+	b.Run("softmax", func(b *testing.B) {
+		for b.Loop() {
+			SoftmaxTile(w, s, n, TileLanes, n-TileLanes, nil)
+		}
+		b.ReportMetric(float64(n*TileLanes)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gexp/s")
+	})
+	b.Run("values", func(b *testing.B) {
+		for b.Loop() {
+			WeightedSum(F32, out, hd, w, TileLanes, vals.Data, TileLanes, n, hd)
+		}
+		gf := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+		b.ReportMetric(gf, "GFLOP/s")
+		b.ReportMetric(gf/peak1(), "peak-ratio")
+	})
+	row := make([]float32, n)
+	b.Run("decode", func(b *testing.B) {
+		// One query: scores, softmax and values over 2048 keys.
+		for b.Loop() {
+			DotRows(row, keys, n, q[:hd])
+			SoftmaxRow(w, row, n, 0.125, nil, nil)
+			WeightedSum(F32, out, hd, w, 1, vals.Data, 1, n, hd)
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mkeys/s")
+	})
+}
+
+func BenchmarkExpF32(b *testing.B) {
+	useFlag(b)
+	r := rand.New(rand.NewPCG(9, 10))
+	src := benchVec(r, 4096)
+	dst := make([]float32, len(src))
+	for b.Loop() {
+		ExpF32(dst, src)
+	}
+	b.ReportMetric(float64(len(src))*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gexp/s")
+}

@@ -101,8 +101,14 @@ func expLoadConstsAVX512(e *emitter) {
 }
 
 // expAVX512 emits out = float32(archExp(float64(in))) for the 16 float32
-// lanes of Z<in>. work lists 11 free registers; in may equal out.
-func expAVX512(e *emitter, in, out int, work []int) {
+// lanes of Z<in>. work lists 11 free registers; in may equal out. Two
+// AVX-512 instructions stand for several of archExp's: VRNDSCALEPD gives
+// round(t) as a double directly (CVTSD2SL then CVTSL2SD, round to nearest
+// even, for |t| < 2^31), and VSCALEFPD multiplies by 2^n exactly, as the
+// multiplication by the power of two built from n's bits does while the
+// result is normal (|x| <= 700). Without hi, inputs above 700 are taken
+// not to occur (softmax: every input is at most 0, -Inf or NaN).
+func expAVX512(e *emitter, in, out int, work []int, hi bool) {
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	y := func(i int) string { return fmt.Sprintf("Y%d", i) }
 	// Two halves of eight doubles, interleaved: x, t/n, nd, r, p.
@@ -117,8 +123,7 @@ func expAVX512(e *emitter, in, out int, work []int) {
 		}
 	}
 	both(func(x, t, nd, r, p, yt string) { e.i("VMULPD Z%d, %s, %s", zLog2e, x, t) })
-	both(func(x, t, nd, r, p, yt string) { e.i("VCVTPD2DQ %s, %s", t, yt) })
-	both(func(x, t, nd, r, p, yt string) { e.i("VCVTDQ2PD %s, %s", yt, nd) })
+	both(func(x, t, nd, r, p, yt string) { e.i("VRNDSCALEPD $8, %s, %s", t, nd) })
 	both(func(x, t, nd, r, p, yt string) { e.i("VMOVAPD %s, %s", x, r) })
 	both(func(x, t, nd, r, p, yt string) { e.i("VFNMADD231PD Z%d, %s, %s", zLn2u, nd, r) })
 	both(func(x, t, nd, r, p, yt string) { e.i("VFNMADD231PD Z%d, %s, %s", zLn2l, nd, r) })
@@ -134,17 +139,16 @@ func expAVX512(e *emitter, in, out int, work []int) {
 	}
 	both(func(x, t, nd, r, p, yt string) { e.i("VADDPD Z%d, %s, %s", zTwo, r, p) })
 	both(func(x, t, nd, r, p, yt string) { e.i("VFMADD213PD Z%d, %s, %s", zOne, p, r) })
-	// r * 2^n, the power built from n's bits.
-	both(func(x, t, nd, r, p, yt string) { e.i("VPMOVSXDQ %s, %s", yt, nd) })
-	both(func(x, t, nd, r, p, yt string) { e.i("VPADDQ Z%d, %s, %s", zBias, nd, nd) })
-	both(func(x, t, nd, r, p, yt string) { e.i("VPSLLQ $52, %s, %s", nd, nd) })
-	both(func(x, t, nd, r, p, yt string) { e.i("VMULPD %s, %s, %s", nd, r, r) })
+	// r * 2^n.
+	both(func(x, t, nd, r, p, yt string) { e.i("VSCALEFPD %s, %s, %s", nd, r, r) })
 	// Outside the straight line: 0 below, +Inf above, x itself for NaN.
 	both(func(x, t, nd, r, p, yt string) {
 		e.i("VCMPPD.BCST $0x11, %s, %s, K2", expAddr("LO"), x)
 		e.i("VPXORQ %s, %s, K2, %s", r, r, r)
-		e.i("VCMPPD.BCST $0x1e, %s, %s, K3", expAddr("HI"), x)
-		e.i("VMOVAPD Z%d, K3, %s", zInf, r)
+		if hi {
+			e.i("VCMPPD.BCST $0x1e, %s, %s, K3", expAddr("HI"), x)
+			e.i("VMOVAPD Z%d, K3, %s", zInf, r)
+		}
 		e.i("VCMPPD $3, %s, %s, K4", x, x)
 		e.i("VMOVAPD %s, K4, %s", x, r)
 	})
@@ -171,7 +175,7 @@ func genExpKernels(s *emitter, g *bytes.Buffer) {
 	expLoadConstsAVX512(e)
 	e.label("loop")
 	e.i("VMOVUPS (SI), Z0")
-	expAVX512(e, 0, 1, work)
+	expAVX512(e, 0, 1, work, true)
 	e.i("VMOVUPS Z1, (DI)")
 	e.i("ADDQ $64, SI")
 	e.i("ADDQ $64, DI")
@@ -197,7 +201,7 @@ func genExpKernels(s *emitter, g *bytes.Buffer) {
 	e.label("loop")
 	e.i("VMOVUPS (DI), Z0")
 	e.i("VPXORD Z14, Z0, Z1")
-	expAVX512(e, 1, 1, work)
+	expAVX512(e, 1, 1, work, true)
 	e.i("VADDPS Z1, Z15, Z1")
 	e.i("VDIVPS Z1, Z0, Z0")
 	e.i("VMULPS (SI), Z0, Z0")
@@ -257,7 +261,7 @@ func genExpKernels(s *emitter, g *bytes.Buffer) {
 	mask()
 	e.i("VMOVUPS (AX), Z0")
 	e.i("VSUBPS Z31, Z0, Z0")
-	expAVX512(e, 0, 1, work)
+	expAVX512(e, 0, 1, work, false)
 	e.i("VMOVUPS Z1, (R12)")
 	e.i("VADDPS Z1, Z30, K1, Z30")
 	e.i("ADDQ $64, AX")
@@ -381,7 +385,7 @@ func genSoftmaxRow(e *emitter, g *bytes.Buffer, work []int) {
 	blocks("exp", func(last bool) {
 		scaled(last, map[bool]string{false: "exps", true: "exps2"}[last])
 		e.i("VSUBPS Z31, Z0, Z0")
-		expAVX512(e, 0, 1, work)
+		expAVX512(e, 0, 1, work, false)
 		if last {
 			e.i("VMOVUPS Z1, K1, (DI)(AX*1)")
 		} else {
