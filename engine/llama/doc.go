@@ -45,7 +45,19 @@
 // every query of the tile sees in one call for the whole tile, then each
 // query's remaining keys on the causal edge. Every output element still
 // takes its keys in position order, one rounding per operation, so the
-// bits are those of the scalar loops.
+// bits are those of the scalar loops. A single query (a decode step) takes
+// the one-query kernels instead (kernel.DotRows, kernel.SoftmaxRow), whose
+// lanes are key positions.
+//
+// # Work on the caller or across workers
+//
+// Between the matrix products, the element-wise steps (biases, RoPE,
+// storing K/V, residual adds fused with the next RMSNorm, SwiGLU) are one
+// row job split over token rows. Attention tasks, row jobs and small
+// matrix products run on the calling goroutine when a call holds only a
+// few microseconds of them (a small model's decode step): waking a worker
+// would cost more than it saves. Which goroutine computes a row or a task
+// never changes its bits.
 //
 // # Shipping layers
 //
