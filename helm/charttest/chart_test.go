@@ -464,6 +464,14 @@ func checkPod(t *testing.T, r rendered, what string, pt *corev1.PodTemplateSpec,
 		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 			t.Errorf("%s: security context %+v allows escalation or a writable root", cw, sc)
+			continue
+		}
+		// Root only to hold IPC_LOCK (rdma.ipcLock), with nothing else.
+		if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+			caps := sc.Capabilities
+			if caps == nil || len(caps.Drop) != 1 || caps.Drop[0] != "ALL" || len(caps.Add) != 1 || caps.Add[0] != "IPC_LOCK" {
+				t.Errorf("%s: runs as root with capabilities %+v, want only IPC_LOCK", cw, caps)
+			}
 		}
 	}
 	// duet containers: the grace period covers preStop and the drain.
@@ -784,8 +792,8 @@ func checkRDMA(t *testing.T, r rendered) {
 		if !ps.HostNetwork || ps.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
 			t.Errorf("%s: hostNetwork %v dnsPolicy %q", pool, ps.HostNetwork, ps.DNSPolicy)
 		}
-		if !hasCap(c, "IPC_LOCK") {
-			t.Errorf("%s: no IPC_LOCK", pool)
+		if !hasCap(c, "IPC_LOCK") || c.SecurityContext.RunAsUser == nil || *c.SecurityContext.RunAsUser != 0 {
+			t.Errorf("%s: IPC_LOCK %v as user %v: the capability needs uid 0 (no ambient capabilities)", pool, hasCap(c, "IPC_LOCK"), c.SecurityContext.RunAsUser)
 		}
 		if !strings.HasSuffix(c.Image, ":v0.1.0-rdma") {
 			t.Errorf("%s: image %s, want the rdma variant", pool, c.Image)
@@ -816,7 +824,7 @@ func checkRDMA(t *testing.T, r rendered) {
 	}
 	rt := deployment(t, r, "router")
 	rc := container(t, rt)
-	if rt.Spec.Template.Spec.HostNetwork || hasCap(rc, "IPC_LOCK") || strings.Contains(rc.Image, "rdma") {
+	if rt.Spec.Template.Spec.HostNetwork || hasCap(rc, "IPC_LOCK") || strings.Contains(rc.Image, "rdma") || rc.SecurityContext.RunAsUser != nil {
 		t.Error("the router took RDMA settings")
 	}
 }
@@ -1034,6 +1042,12 @@ func checkRDMANetwork(t *testing.T, r rendered) {
 		}
 		if q := container(t, d).Resources.Limits["nvidia.com/rdma_vf"]; q.Value() != 1 {
 			t.Errorf("%s: limits %v", pool, container(t, d).Resources.Limits)
+		}
+	}
+	for _, pool := range []string{"prefill", "decode"} {
+		c := container(t, deployment(t, r, pool))
+		if hasCap(c, "IPC_LOCK") || c.SecurityContext.RunAsUser != nil {
+			t.Errorf("%s: IPC_LOCK or root with rdma.ipcLock off", pool)
 		}
 	}
 	if p := container(t, deployment(t, r, "prefill")); len(p.Command) != 1 || p.Command[0] != "duet-prefill" {

@@ -187,9 +187,14 @@ spec:
             {{- toYaml $res | nindent 12 }}
           {{- $sc := deepCopy $root.Values.securityContext }}
           {{- if and $rdma.enabled $rdma.ipcLock }}
+          {{- /* Kubernetes sets no ambient capabilities, so an added
+                 capability takes effect only for uid 0: run as root with
+                 every capability dropped but IPC_LOCK. */}}
           {{- $caps := default (dict) $sc.capabilities }}
           {{- $_ := set $caps "add" (append (default (list) (get $caps "add")) "IPC_LOCK" | uniq) }}
           {{- $_ := set $sc "capabilities" $caps }}
+          {{- $_ := set $sc "runAsUser" 0 }}
+          {{- $_ := set $sc "runAsNonRoot" false }}
           {{- end }}
           securityContext:
             {{- toYaml $sc | nindent 12 }}
