@@ -40,6 +40,7 @@ type reservation struct {
 	events      chan *decodev1.AttachResponse
 	attachFlag  atomic.Bool
 	attached    chan struct{}
+	streamEnded chan struct{} // closed when the attached stream's handler returns
 	cancelOnce  sync.Once
 	canceled    chan struct{}
 	cancelCause atomic.Value // string
@@ -99,7 +100,6 @@ func (r *reservation) finish(f *decodev1.Finished) {
 		if err := r.s.pool.Free(r.blocks); err != nil {
 			r.s.lg.Error("free KV blocks", zap.String("request-id", r.reqID), zap.Uint64("reservation", r.id), zap.Error(err))
 		}
-		r.s.remove(r)
 		close(r.done)
 		r.s.reportLoad()
 		level := zap.DebugLevel
@@ -117,6 +117,7 @@ func (r *reservation) finish(f *decodev1.Finished) {
 // the sequence to the decode loop — or finishes the reservation.
 func (r *reservation) watch() {
 	defer r.s.wg.Done()
+	defer r.linger()
 	commit, err := r.awaitCommit()
 	if err == nil {
 		err = r.check(commit)
@@ -140,14 +141,28 @@ func (r *reservation) watch() {
 		return
 	}
 	r.s.admit <- &admission{r: r, first: commit.GetFirstToken(), committed: committed}
-	// The loop owns the blocks now; it also ends the sequence if no stream
-	// attaches within the TTL (a router that vanished).
+	// The loop owns the blocks now.
+}
+
+// linger keeps a reservation findable until its stream has taken every
+// event: a short completion can finish before the router's Attach reaches
+// this node. It cancels the reservation when no stream attaches within
+// the TTL (a router that vanished), waits for it to finish, and forgets it
+// once the stream is gone.
+func (r *reservation) linger() {
+	ttl := time.NewTimer(r.ttl)
+	defer ttl.Stop()
 	select {
 	case <-r.attached:
-	case <-r.done:
-	case <-time.After(r.ttl):
+	case <-r.canceled: // released or stopped: no stream is coming
+	case <-ttl.C:
 		r.cancel(ErrNotAttached.Error())
 	}
+	<-r.done
+	if r.attachFlag.Load() {
+		<-r.streamEnded
+	}
+	r.s.remove(r)
 }
 
 // awaitCommit waits for the KV and the commit payload.

@@ -225,7 +225,7 @@ func (s *Server) reserve(req *decodev1.ReserveRequest) (*reservation, error) {
 	r := &reservation{s: s, reqID: req.GetRequestId(), blocks: blocks, promptLen: n, promptHash: req.GetPromptHash(),
 		params: params, prompt: req.GetPrompt(), ttl: ttl, created: time.Now(),
 		events:   make(chan *decodev1.AttachResponse, params.MaxTokens+4),
-		attached: make(chan struct{}), canceled: make(chan struct{}), done: make(chan struct{})}
+		attached: make(chan struct{}), streamEnded: make(chan struct{}), canceled: make(chan struct{}), done: make(chan struct{})}
 	if req.GetLocal() {
 		r.token = kvtransfer.NewToken()
 		r.localDone = make(chan *commonv1.KVCommit, 1)
@@ -290,6 +290,7 @@ func (s *Server) Attach(req *decodev1.AttachRequest, stream decodev1.DecodeServi
 	if !r.attach() {
 		return toStatus(ErrAttached)
 	}
+	defer close(r.streamEnded)
 	ctx := stream.Context()
 	for {
 		select {
