@@ -179,5 +179,14 @@ var prompts = []string{
 }
 
 func greedyBody(prompt string, maxTokens int) map[string]any {
-	return map[string]any{"model": "stories260K", "prompt": prompt, "max_tokens": maxTokens, "temperature": 0}
+	return stories.body(prompt, maxTokens)
+}
+
+// testModel is a model file and the id clients name it by.
+type testModel struct{ path, id string }
+
+var stories = testModel{id: "stories260K"} // path set in TestMain
+
+func (m testModel) body(prompt string, maxTokens int) map[string]any {
+	return map[string]any{"model": m.id, "prompt": prompt, "max_tokens": maxTokens, "temperature": 0}
 }

@@ -117,8 +117,6 @@ func TestTwoByTwo(t *testing.T) {
 		return
 	}
 	t.Run("late node gets traffic", func(t *testing.T) { lateNode(t, c) })
-	t.Run("draining node", func(t *testing.T) { drainingNode(t, c) })
-	t.Run("killed decode node mid-generation", func(t *testing.T) { killDecode(t, c) })
 	t.Run("killed node gets no traffic", func(t *testing.T) { killedNode(t, c, logs) })
 	allFree(t, c)
 }

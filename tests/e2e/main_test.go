@@ -35,6 +35,7 @@ func run(m *testing.M) int {
 		return 0
 	}
 	model = filepath.Join(dir, enginetest.Stories260K)
+	stories.path = model
 	tmp, err := os.MkdirTemp("", "duet-e2e-")
 	if err != nil {
 		fmt.Println(err)

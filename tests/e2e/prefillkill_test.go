@@ -31,19 +31,31 @@ func slowModel(t *testing.T) string {
 	return path
 }
 
-// TestPrefillKilledMidPrefill: a prefill node killed while it prefills a
-// request; the router retries on the other prefill node and the client
-// gets the right answer.
-func TestPrefillKilledMidPrefill(t *testing.T) {
+// TestSlowModel runs the scenarios that need a request to last: on a
+// synthetic model big enough that a long prompt takes seconds to prefill
+// and a long answer seconds to decode, with 2 prefill and 2 decode nodes.
+func TestSlowModel(t *testing.T) {
 	if testing.Short() {
-		t.Skip("slow: prefills a long prompt twice")
+		t.Skip("slow: long prefills and generations")
 	}
-	slow := slowModel(t)
-	c, logs := start(t, localcluster.Options{Model: slow, Prefill: 2, Decode: 1,
-		RoleArgs: map[cluster.Role][]string{cluster.RolePrefill: {"--max-batch-tokens", "32", "--threads", "1"}}})
+	slow := testModel{path: slowModel(t), id: "slow"}
+	c, logs := start(t, localcluster.Options{Model: slow.path, Prefill: 2, Decode: 2,
+		RoleArgs: map[cluster.Role][]string{
+			cluster.RolePrefill: {"--max-batch-tokens", "32", "--threads", "1"},
+			cluster.RoleDecode:  {"--threads", "1"},
+		}})
+	t.Run("prefill node killed mid-prefill", func(t *testing.T) { killPrefill(t, c, logs, slow) })
+	t.Run("draining decode node", func(t *testing.T) { drainingNode(t, c, slow, 300) })
+	t.Run("killed decode node mid-generation", func(t *testing.T) { killDecode(t, c, slow) })
+}
+
+// killPrefill: a prefill node killed while it prefills a request; the
+// router retries on the other prefill node and the client gets the right
+// answer.
+func killPrefill(t *testing.T, c *localcluster.Cluster, logs *logBuffer, slow testModel) {
 	prompt := strings.Repeat("Lily and Tom went to the park and played with a big red ball. ", 110)
 	const n = 8
-	w := want(t, slow, prompt, n)
+	w := want(t, slow.path, prompt, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -52,8 +64,7 @@ func TestPrefillKilledMidPrefill(t *testing.T) {
 		err error
 	}
 	done := make(chan result, 1)
-	body := greedyBody(prompt, n)
-	body["model"] = "slow"
+	body := slow.body(prompt, n)
 	go func() {
 		code, got, err := complete(ctx, c.Endpoint, body)
 		if err == nil && code != 200 {

@@ -143,18 +143,17 @@ func lateNode(t *testing.T, c *localcluster.Cluster) {
 
 // drainingNode: a decode node told to stop (SIGTERM, as Kubernetes scales
 // in) finishes its in-flight request and gets no new ones.
-func drainingNode(t *testing.T, c *localcluster.Cluster) {
+func drainingNode(t *testing.T, c *localcluster.Cluster, m testModel, long int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const long = 1200
-	w := want(t, model, "Once upon a time", long)
+	w := want(t, m.path, "Once upon a time", long)
 	type result struct {
 		s   streamed
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		s, err := stream(ctx, c.Endpoint, greedyBody("Once upon a time", long), nil)
+		s, err := stream(ctx, c.Endpoint, m.body("Once upon a time", long), nil)
 		done <- result{s, err}
 	}()
 	n := busyDecode(t, ctx, c)
@@ -167,7 +166,7 @@ func drainingNode(t *testing.T, c *localcluster.Cluster) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	for i := 0; i < 5; i++ {
-		if code, got, err := complete(ctx, c.Endpoint, greedyBody(prompts[i], 8)); err != nil || code != 200 {
+		if code, got, err := complete(ctx, c.Endpoint, m.body(prompts[i], 4)); err != nil || code != 200 {
 			t.Fatalf("request during drain: %d %v %+v", code, err, got.Error)
 		}
 	}
@@ -187,12 +186,12 @@ func drainingNode(t *testing.T, c *localcluster.Cluster) {
 
 // killDecode: a decode node killed mid-generation ends the client's stream
 // with an error event.
-func killDecode(t *testing.T, c *localcluster.Cluster) {
+func killDecode(t *testing.T, c *localcluster.Cluster, m testModel) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var victim *localcluster.Proc
 	chunks := 0
-	s, err := stream(ctx, c.Endpoint, greedyBody("One day, a bird flew", 1800), func(string) {
+	s, err := stream(ctx, c.Endpoint, m.body("One day, a bird flew", 1800), func(string) {
 		if chunks++; chunks == 5 {
 			victim = busyDecode(t, ctx, c)
 			victim.Kill()
