@@ -144,7 +144,7 @@ func TestRunAgainstCluster(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.URL, cfg.Rates, cfg.Requests, cfg.Warmup = c.Endpoint, []float64{20, 50}, 12, 2
-	cfg.PromptIDs, cfg.Vocab, cfg.PromptTokens, cfg.OutputTokens = true, 512, "8:48", "64"
+	cfg.PromptIDs, cfg.Vocab, cfg.PromptTokens, cfg.OutputTokens = true, 512, "8:48", "12"
 	cfg.Out = t.TempDir()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestRunAgainstCluster(t *testing.T) {
 		}
 		for _, smp := range st.Samples {
 			// The router counts the prompt with its BOS.
-			if smp.TTFTms <= 0 || smp.E2Ems < smp.TTFTms || smp.OutputTokens < 1 || smp.OutputTokens > 64 || smp.PromptTokens < 8 || smp.PromptTokens > 49 {
+			if smp.TTFTms <= 0 || smp.E2Ems < smp.TTFTms || smp.OutputTokens < 1 || smp.OutputTokens > 12 || smp.PromptTokens < 8 || smp.PromptTokens > 49 {
 				t.Fatalf("%s: implausible sample %+v", st.Label, smp)
 			}
 			if smp.FinishReason != "length" && smp.FinishReason != "stop" {

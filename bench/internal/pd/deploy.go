@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/duet-llm/duet/cluster"
 	"github.com/duet-llm/duet/engine/gguf"
@@ -88,8 +89,11 @@ func cpuRange(a, b int) string {
 // otherwise run one P, and a long compute kernel (assembly, not
 // preemptible) would starve the node's gossip and lease keep-alive.
 func (d Deployment) options(binDir, model, wrapDir string, nodeArgs, routerArgs []string, logs io.Writer) (localcluster.Options, error) {
+	// A 10 s lease: localcluster's 2 s default (quick failure detection in
+	// tests) is lost by a node starved of CPU on a busy machine, and the
+	// benchmark would measure re-registration instead of serving.
 	o := localcluster.Options{BinDir: binDir, Model: model, NodeArgs: nodeArgs, RouterArgs: routerArgs, Logs: logs,
-		RoleArgs: map[cluster.Role][]string{}}
+		RoleArgs: map[cluster.Role][]string{}, LeaseTTL: 10 * time.Second}
 	pinned := map[string]string{} // binary → CPUs
 	for _, n := range d.Nodes {
 		switch n.Role {

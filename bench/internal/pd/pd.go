@@ -135,7 +135,10 @@ type Results struct {
 	// By deployment name.
 	Overhead map[string]*Overhead    `json:"overhead,omitempty"`
 	LowLoad  map[string]report.Stage `json:"lowload,omitempty"`
-	Mixed    map[string]report.Stage `json:"mixed,omitempty"`
+	// BeyondCompute is, by deployment and prompt length, TTFT minus the
+	// prefill compute the node reported (ms) at low load.
+	BeyondCompute map[string]map[string]stats.Dist `json:"lowload_beyond_compute_ms,omitempty"`
+	Mixed         map[string]report.Stage          `json:"mixed,omitempty"`
 	// LoadAvg is the machine's 1-minute load average before and after.
 	LoadAvg [2]float64 `json:"loadavg"`
 	Elapsed float64    `json:"elapsed_s"`
@@ -174,7 +177,8 @@ func Run(ctx context.Context, cfg Config, lg *zap.Logger) (*Results, error) {
 			return nil, err
 		}
 	}
-	res := &Results{Model: model, Overhead: map[string]*Overhead{}, LowLoad: map[string]report.Stage{}, Mixed: map[string]report.Stage{}}
+	res := &Results{Model: model, Overhead: map[string]*Overhead{}, LowLoad: map[string]report.Stage{}, Mixed: map[string]report.Stage{},
+		BeyondCompute: map[string]map[string]stats.Dist{}}
 	res.LoadAvg[0] = loadAvg()
 	defer func() {
 		res.LoadAvg[1] = loadAvg()
@@ -291,7 +295,11 @@ func runPhases(ctx context.Context, cfg Config, model string, d Deployment, res 
 
 // runLowLoadPair starts a and b side by side and sends long prompts one
 // at a time, each round every length to each deployment, alternating
-// which deployment goes first.
+// which deployment goes first. The requests go straight to the nodes
+// (package direct), whose prefill node reports its compute time, so each
+// TTFT splits into prefill compute and everything else (reservation,
+// the KV transfer's tail, the commit, the hops); the router's own share
+// is what the overhead phase measures.
 func runLowLoadPair(ctx context.Context, cfg Config, model string, a, b Deployment, res *Results) error {
 	da, err := start(ctx, cfg, model, a, a.Name+"-lowload")
 	if err != nil {
@@ -303,27 +311,48 @@ func runLowLoadPair(ctx context.Context, cfg Config, model string, a, b Deployme
 		return err
 	}
 	defer db.stop(nil)
+	clients := map[string]*direct.Client{}
+	for _, dp := range []*deployed{da, db} {
+		pair, err := nodePair(ctx, dp.c, dp.target.Model, cfg.StopTokens)
+		if err != nil {
+			return err
+		}
+		dc, err := direct.New(pair)
+		if err != nil {
+			return err
+		}
+		defer dc.Close()
+		clients[dp.d.Name] = dc
+	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6c6f77))
 	samples := map[string][]stats.Sample{}
+	beyond := map[string]map[string][]float64{} // deployment → class → TTFT − compute
 	t0 := time.Now()
 	for rep := range cfg.LowLoadReps {
 		for j, n := range cfg.LowLoadPrompts {
-			req := load.Request{ID: rep*len(cfg.LowLoadPrompts) + j, Class: strconv.Itoa(n), PromptIDs: randomIDs(rng, n, cfg.Vocab), PromptTokens: n, MaxTokens: cfg.LowLoadOutput}
+			class := strconv.Itoa(n)
+			req := load.Request{ID: rep*len(cfg.LowLoadPrompts) + j, Class: class, PromptIDs: randomIDs(rng, n, cfg.Vocab), PromptTokens: n, MaxTokens: cfg.LowLoadOutput}
 			order := []*deployed{da, db}
 			if (rep+j)%2 == 1 {
 				order[0], order[1] = db, da
 			}
 			line := fmt.Sprintf("   low load, round %d, %d-token prompt:", rep+1, n)
 			for _, dp := range order {
+				name := dp.d.Name
 				st := time.Since(t0).Seconds()
-				s := dp.router.Send(ctx, req)
+				s, tm := clients[name].Generate(ctx, req)
 				s.StartS, s.EndS = st, time.Since(t0).Seconds()
-				samples[dp.d.Name] = append(samples[dp.d.Name], s)
-				if s.OK() {
-					line += fmt.Sprintf(" %s %.0f ms", dp.d.Name, s.TTFTms)
-				} else {
-					line += fmt.Sprintf(" %s failed (%s)", dp.d.Name, s.Error)
+				samples[name] = append(samples[name], s)
+				if !s.OK() {
+					line += fmt.Sprintf(" %s failed (%s)", name, s.Error)
+					continue
 				}
+				compute := float64(tm.Compute) / float64(time.Millisecond)
+				if beyond[name] == nil {
+					beyond[name] = map[string][]float64{}
+				}
+				beyond[name][class] = append(beyond[name][class], s.TTFTms-compute)
+				line += fmt.Sprintf(" %s %.0f ms (compute %.0f)", name, s.TTFTms, compute)
 			}
 			say(cfg, "%s\n", line)
 			if ctx.Err() != nil {
@@ -332,8 +361,13 @@ func runLowLoadPair(ctx context.Context, cfg Config, model string, a, b Deployme
 		}
 	}
 	for _, dp := range []*deployed{da, db} {
-		st := report.NewStage("low load, one at a time", 0, 1, samples[dp.d.Name], cfg.SLO)
-		res.LowLoad[dp.d.Name] = st
+		name := dp.d.Name
+		st := report.NewStage("low load, one at a time", 0, 1, samples[name], cfg.SLO)
+		res.LowLoad[name] = st
+		res.BeyondCompute[name] = map[string]stats.Dist{}
+		for class, v := range beyond[name] {
+			res.BeyondCompute[name][class] = stats.Describe(v)
+		}
 		if err := writeStage(cfg, dp.d, PhaseLowLoad, dp.target, "closed", st); err != nil {
 			return err
 		}
