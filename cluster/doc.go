@@ -12,13 +12,8 @@
 //     Routable(role), Get(id), and Changed() to wait for the next change.
 //   - embedetcd: a single-member etcd inside the process, for `--embedded-etcd` and the tests.
 //
-// Member wires them for a binary: the embedded etcd when configured, one etcd client, the
-// Registrar and optionally a Directory, stopped in the order that lets the lease be revoked:
-//
-//	m := cluster.NewMember(cfg, cluster.Node{ID: pod, Role: cluster.RoleRouter, ...}, true, lg)
-//	g.Go(func() error { return m.Run(ctx) })
-//	m.Registrar().UpdateLoad(load)           // node side, never blocks
-//	m.Directory().Routable(cluster.RoleDecode) // router side, a copy of the live set
+// Package cluster/member runs a node process on top of them (gRPC serving, registration,
+// the drain order on SIGTERM); the router wires a Registrar and a Directory itself.
 //
 // The parts can also be wired by hand; a Registrar or Directory given a nil client makes its
 // own from the Config:
