@@ -55,6 +55,13 @@ func summaryOnly(res *Results) *Results {
 		return o
 	}
 	out.LowLoad, out.Mixed = strip(res.LowLoad), strip(res.Mixed)
+	out.Sweep = map[string][]report.Stage{}
+	for k, v := range res.Sweep {
+		for _, st := range v {
+			st.Samples = nil
+			out.Sweep[k] = append(out.Sweep[k], st)
+		}
+	}
 	return &out
 }
 
@@ -69,7 +76,7 @@ func Markdown(cfg Config, res *Results) string {
 	names := []string{"colocated", "pd"}
 	if len(res.Mixed) > 0 {
 		fmt.Fprintf(&b, "\n## Mixed workload: long prompts arriving while others decode\n\n")
-		fmt.Fprintf(&b, "Poisson arrivals at %g req/s, %d requests (at most %s of sending), the same seed for each deployment:\n", cfg.MixedRate, cfg.MixedRequests, cfg.MixedDuration)
+		fmt.Fprintf(&b, "Poisson arrivals at %s req/s, a stage each, %d requests per stage (at most %s of sending), the same seed for each deployment:\n", joinFloats(cfg.MixedRates), cfg.MixedRequests, cfg.MixedDuration)
 		for _, c := range cfg.Mixed {
 			fmt.Fprintf(&b, "%s (weight %g: prompt %s tokens, output %s tokens)", c.Name, c.Weight, c.Prompt, c.Output)
 			if c.Name != cfg.Mixed[len(cfg.Mixed)-1].Name {
@@ -77,6 +84,11 @@ func Markdown(cfg Config, res *Results) string {
 			}
 		}
 		fmt.Fprintf(&b, ". Goodput SLO: %s. Latencies in ms.\n\n", sloText(cfg.SLO))
+		if len(cfg.MixedRates) > 1 {
+			b.WriteString("By rate:\n\n")
+			b.WriteString(SweepTable(res, names))
+			fmt.Fprintf(&b, "\nAt %g req/s, side by side:\n\n", cfg.HeadlineRate())
+		}
 		b.WriteString(MixedTable(res, names))
 	}
 	if len(res.LowLoad) > 0 {
@@ -185,6 +197,55 @@ func MixedTable(res *Results, names []string) string {
 	row("goodput (req/s)", sum(func(s *stats.Summary) float64 { return s.Goodput }), "%.3f")
 	row("requests within SLO (%)", sum(func(s *stats.Summary) float64 { return 100 * s.GoodFraction }), "%.0f")
 	return b.String()
+}
+
+// SweepTable has a row per mixed rate and, per deployment, goodput and
+// the p99 latencies.
+func SweepTable(res *Results, names []string) string {
+	var present []string
+	for _, n := range names {
+		if len(res.Sweep[n]) > 0 {
+			present = append(present, n)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| req/s |")
+	for _, col := range []string{"goodput", "within SLO", "failed", "TTFT p99", "ITL p99", "TPOT p99"} {
+		for _, n := range present {
+			fmt.Fprintf(&b, " %s, %s |", col, n)
+		}
+	}
+	b.WriteString("\n| --- |" + strings.Repeat(" --- |", 6*len(present)) + "\n")
+	if len(present) == 0 {
+		return b.String()
+	}
+	for i, st := range res.Sweep[present[0]] {
+		fmt.Fprintf(&b, "| %g |", st.Rate)
+		cell := func(f func(s *stats.Summary) string) {
+			for _, n := range present {
+				if i < len(res.Sweep[n]) {
+					b.WriteString(" " + f(&res.Sweep[n][i].Summary) + " |")
+				} else {
+					b.WriteString(" - |")
+				}
+			}
+		}
+		cell(func(s *stats.Summary) string { return fmt.Sprintf("%.3f", s.Goodput) })
+		cell(func(s *stats.Summary) string { return fmt.Sprintf("%.0f%%", 100*s.GoodFraction) })
+		cell(func(s *stats.Summary) string { return strconv.Itoa(s.Failed) })
+		cell(func(s *stats.Summary) string { return distText(s.TTFT, s.TTFT.P99, "%.0f") })
+		cell(func(s *stats.Summary) string { return distText(s.ITL, s.ITL.P99, "%.1f") })
+		cell(func(s *stats.Summary) string { return distText(s.TPOT, s.TPOT.P99, "%.1f") })
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func distText(d stats.Dist, v float64, format string) string {
+	if d.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func btoi(b bool) int {
@@ -336,6 +397,17 @@ func ResultLines(res *Results) []string {
 		add("mixed_"+ident(n)+"_itl_p99", s.ITL.P99, "ms")
 		add("mixed_"+ident(n)+"_goodput", s.Goodput, "req/s")
 	}
+	for _, n := range sortedKeys(res.Sweep) {
+		if len(res.Sweep[n]) < 2 {
+			continue
+		}
+		for _, st := range res.Sweep[n] {
+			r := "_rate" + strings.ReplaceAll(strconv.FormatFloat(st.Rate, 'g', -1, 64), ".", "p")
+			add("mixed_"+ident(n)+r+"_ttft_p99", st.Summary.TTFT.P99, "ms")
+			add("mixed_"+ident(n)+r+"_itl_p99", st.Summary.ITL.P99, "ms")
+			add("mixed_"+ident(n)+r+"_goodput", st.Summary.Goodput, "req/s")
+		}
+	}
 	a, p := res.LowLoad[lowLoadPairs[0]], res.LowLoad[lowLoadPairs[1]]
 	for _, c := range sortedKeys(a.Classes) {
 		if v, ok := lowLoadOverhead(a.Classes[c].TTFT, p.Classes[c].TTFT); ok {
@@ -374,14 +446,32 @@ func charts(res *Results) []report.Chart {
 		report.CDFRange(&c)
 		out = append(out, report.Chart{File: file, Chart: c})
 	}
-	cdf("mixed_ttft_cdf.png", "Mixed workload: TTFT CDF", "time to first token (ms)", func(s *stats.Sample) []float64 { return []float64{s.TTFTms} })
-	cdf("mixed_itl_cdf.png", "Mixed workload: inter-token latency CDF", "inter-token latency (ms)", func(s *stats.Sample) []float64 { return s.ITLms })
-	cdf("mixed_tpot_cdf.png", "Mixed workload: TPOT CDF", "time per output token (ms)", func(s *stats.Sample) []float64 {
+	cdf("mixed_ttft_cdf.png", "Mixed workload, headline rate: TTFT CDF", "time to first token (ms)", func(s *stats.Sample) []float64 { return []float64{s.TTFTms} })
+	cdf("mixed_itl_cdf.png", "Mixed workload, headline rate: inter-token latency CDF", "inter-token latency (ms)", func(s *stats.Sample) []float64 { return s.ITLms })
+	cdf("mixed_tpot_cdf.png", "Mixed workload, headline rate: TPOT CDF", "time per output token (ms)", func(s *stats.Sample) []float64 {
 		if v, ok := s.TPOT(); ok {
 			return []float64{v}
 		}
 		return nil
 	})
+	vs := func(file, title, ylabel string, pick func(s *stats.Summary) (float64, bool)) {
+		c := plot.Chart{Title: title, XLabel: "offered request rate (req/s)", YLabel: ylabel, Points: true}
+		for _, n := range sortedKeys(res.Sweep) {
+			se := plot.Series{Name: n}
+			for _, st := range res.Sweep[n] {
+				if v, ok := pick(&st.Summary); ok {
+					se.X, se.Y = append(se.X, st.Rate), append(se.Y, v)
+				}
+			}
+			c.Series = append(c.Series, se)
+		}
+		out = append(out, report.Chart{File: file, Chart: c})
+	}
+	if len(res.Sweep) > 0 {
+		vs("mixed_goodput_vs_rate.png", "Mixed workload: goodput", "goodput (req/s)", func(s *stats.Summary) (float64, bool) { return s.Goodput, true })
+		vs("mixed_itl_p99_vs_rate.png", "Mixed workload: ITL p99", "ITL p99 (ms)", func(s *stats.Summary) (float64, bool) { return s.ITL.P99, s.ITL.N > 0 })
+		vs("mixed_ttft_p99_vs_rate.png", "Mixed workload: TTFT p99", "TTFT p99 (ms)", func(s *stats.Summary) (float64, bool) { return s.TTFT.P99, s.TTFT.N > 0 })
+	}
 	ll := plot.Chart{Title: "TTFT at low load (best of the rounds)", XLabel: "prompt tokens", YLabel: "TTFT (ms)", Points: true}
 	for _, n := range sortedKeys(res.LowLoad) {
 		st := res.LowLoad[n]

@@ -28,9 +28,13 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		c.NodeArgs = []string{"--kv-memory", s}
 		return nil
 	})
-	fs.Float64Var(&c.MixedRate, "mixed-rate", c.MixedRate, "mixed phase: Poisson arrival rate (req/s)")
-	fs.IntVar(&c.MixedRequests, "mixed-requests", c.MixedRequests, "mixed phase: requests")
-	fs.DurationVar(&c.MixedDuration, "mixed-duration", c.MixedDuration, "mixed phase: most time spent sending")
+	fs.Func("mixed-rates", "mixed phase: Poisson arrival rates in req/s, comma-separated, a stage each; the middle one heads the comparison (default "+joinFloats(c.MixedRates)+")", func(s string) error {
+		v, err := parseFloats(s)
+		c.MixedRates = v
+		return err
+	})
+	fs.IntVar(&c.MixedRequests, "mixed-requests", c.MixedRequests, "mixed phase: requests per rate")
+	fs.DurationVar(&c.MixedDuration, "mixed-duration", c.MixedDuration, "mixed phase: most time spent sending at each rate")
 	replaced := false
 	fs.Func("class", "mixed phase: a request class, repeatable (replaces the default chat and long classes): name=long,weight=1,prompt=1024:2048,output=16", func(s string) error {
 		cl, err := load.ParseClass(s)
@@ -81,6 +85,26 @@ func parseInts(s string) ([]int, error) {
 			return nil, fmt.Errorf("%q is not a positive length", part)
 		}
 		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseFloats(s string) ([]float64, error) {
+	var out []float64
+	for part := range strings.SplitSeq(s, ",") {
+		x, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+		if err != nil || !(x > 0) || x > 1e6 {
+			return nil, fmt.Errorf("%q is not a positive rate", part)
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }

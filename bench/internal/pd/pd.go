@@ -62,10 +62,11 @@ type Config struct {
 	// Low load: prompt lengths, repetitions of each, output length.
 	LowLoadPrompts             []int
 	LowLoadReps, LowLoadOutput int
-	// Mixed: request classes, Poisson rate, requests and a cap on the
+	// Mixed: request classes, Poisson rates (a stage each; the middle one
+	// is the headline), requests per stage and a cap on each stage's
 	// sending time; SLO for goodput.
 	Mixed         []load.Class
-	MixedRate     float64
+	MixedRates    []float64
 	MixedRequests int
 	MixedDuration time.Duration
 	SLO           stats.SLO
@@ -89,8 +90,8 @@ func DefaultConfig() Config {
 			{Name: "chat", Weight: 3, Prompt: load.Lengths{Min: 64, Max: 256}, Output: load.Lengths{Min: 64, Max: 128}},
 			{Name: "long", Weight: 1, Prompt: load.Lengths{Min: 1024, Max: 2048}, Output: load.Lengths{Min: 16, Max: 32}},
 		},
-		MixedRate: 0.4, MixedRequests: 50, MixedDuration: 130 * time.Second,
-		SLO:        stats.SLO{TTFTms: 10000, TPOTms: 100},
+		MixedRates: []float64{0.5, 1, 2}, MixedRequests: 30, MixedDuration: 60 * time.Second,
+		SLO:        stats.SLO{TTFTms: 5000, TPOTms: 50},
 		PhaseGrace: 90 * time.Second}
 }
 
@@ -110,9 +111,16 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: phase %q (want overhead, lowload, mixed)", ErrConfig, p)
 		}
 	}
-	w := c.mixedWorkload()
-	if err := w.Validate(); slices.Contains(c.Phases, PhaseMixed) && err != nil {
-		return fmt.Errorf("%w: mixed workload: %v", ErrConfig, err)
+	if slices.Contains(c.Phases, PhaseMixed) {
+		if len(c.MixedRates) == 0 {
+			return fmt.Errorf("%w: mixed phase without a rate", ErrConfig)
+		}
+		for _, r := range c.MixedRates {
+			w := c.mixedWorkload(r)
+			if err := w.Validate(); err != nil {
+				return fmt.Errorf("%w: mixed workload: %v", ErrConfig, err)
+			}
+		}
 	}
 	if c.OverheadRequests < 1 || c.OverheadPrompt < 1 || c.OverheadOutput < 2 || c.LowLoadReps < 1 || c.LowLoadOutput < 1 || len(c.LowLoadPrompts) == 0 {
 		return fmt.Errorf("%w: phase sizes must be positive", ErrConfig)
@@ -123,8 +131,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (c *Config) mixedWorkload() load.Workload {
-	return load.Workload{Classes: c.Mixed, Arrival: load.Poisson, Rate: c.MixedRate, Requests: c.MixedRequests,
+// HeadlineRate is the mixed rate whose results lead the comparison.
+func (c *Config) HeadlineRate() float64 {
+	if len(c.MixedRates) == 0 {
+		return 0
+	}
+	return c.MixedRates[len(c.MixedRates)/2]
+}
+
+func (c *Config) mixedWorkload(rate float64) load.Workload {
+	return load.Workload{Classes: c.Mixed, Arrival: load.Poisson, Rate: rate, Requests: c.MixedRequests,
 		Duration: c.MixedDuration, Seed: c.Seed, PromptIDs: true, Vocab: c.Vocab, FirstID: 3}
 }
 
@@ -138,7 +154,9 @@ type Results struct {
 	// BeyondCompute is, by deployment and prompt length, TTFT minus the
 	// prefill compute the node reported (ms) at low load.
 	BeyondCompute map[string]map[string]stats.Dist `json:"lowload_beyond_compute_ms,omitempty"`
-	Mixed         map[string]report.Stage          `json:"mixed,omitempty"`
+	// Mixed holds the headline rate's stage, Sweep every rate's.
+	Mixed map[string]report.Stage   `json:"mixed,omitempty"`
+	Sweep map[string][]report.Stage `json:"sweep,omitempty"`
 	// LoadAvg is the machine's 1-minute load average before and after.
 	LoadAvg [2]float64 `json:"loadavg"`
 	Elapsed float64    `json:"elapsed_s"`
@@ -178,7 +196,7 @@ func Run(ctx context.Context, cfg Config, lg *zap.Logger) (*Results, error) {
 		}
 	}
 	res := &Results{Model: model, Overhead: map[string]*Overhead{}, LowLoad: map[string]report.Stage{}, Mixed: map[string]report.Stage{},
-		BeyondCompute: map[string]map[string]stats.Dist{}}
+		Sweep: map[string][]report.Stage{}, BeyondCompute: map[string]map[string]stats.Dist{}}
 	res.LoadAvg[0] = loadAvg()
 	defer func() {
 		res.LoadAvg[1] = loadAvg()
@@ -280,12 +298,19 @@ func runPhases(ctx context.Context, cfg Config, model string, d Deployment, res 
 			}
 			res.Overhead[d.Name] = ov
 		case PhaseMixed:
-			st, err := runMixed(ctx, cfg, dp.router, d.Name, lg)
-			if err != nil {
-				return fmt.Errorf("mixed: %w", err)
+			var stages []report.Stage
+			for _, rate := range cfg.MixedRates {
+				st, err := runMixed(ctx, cfg, rate, dp.router, d.Name, lg)
+				if err != nil {
+					return fmt.Errorf("mixed: %w", err)
+				}
+				stages = append(stages, st)
+				if rate == cfg.HeadlineRate() {
+					res.Mixed[d.Name] = st
+				}
 			}
-			res.Mixed[d.Name] = st
-			if err := writeStage(cfg, d, PhaseMixed, dp.target, "poisson", st); err != nil {
+			res.Sweep[d.Name] = stages
+			if err := writeStage(cfg, d, PhaseMixed, dp.target, "poisson", stages...); err != nil {
 				return err
 			}
 		}
@@ -382,11 +407,11 @@ func say(cfg Config, format string, args ...any) {
 }
 
 // writeStage writes one phase's result like duet-bench does.
-func writeStage(cfg Config, d Deployment, phase string, t load.Target, arrival string, st report.Stage) error {
+func writeStage(cfg Config, d Deployment, phase string, t load.Target, arrival string, st ...report.Stage) error {
 	r := &report.Result{Tool: "duet-bench-pd " + phase, Started: time.Now(), SLO: cfg.SLO,
 		Target:   report.Target{URL: t.URL + " (" + d.Name + ": " + d.Describe() + ")", API: string(t.API), Model: t.Model},
-		Workload: report.Workload{Arrival: arrival, PromptIDs: true, Requests: st.Summary.Requests, Seed: cfg.Seed},
-		Stages:   []report.Stage{st}}
+		Workload: report.Workload{Arrival: arrival, PromptIDs: true, Requests: st[0].Summary.Requests, Seed: cfg.Seed},
+		Stages:   st}
 	if phase == PhaseMixed {
 		for _, c := range cfg.Mixed {
 			r.Workload.Classes = append(r.Workload.Classes, fmt.Sprintf("%s: weight %g, prompt %s, output %s", c.Name, c.Weight, c.Prompt, c.Output))
@@ -477,10 +502,11 @@ func nodePair(ctx context.Context, c *localcluster.Cluster, modelID string, stop
 	return p, nil
 }
 
-// runMixed runs the open-loop mixed workload.
-func runMixed(ctx context.Context, cfg Config, router load.Sender, name string, lg *zap.Logger) (report.Stage, error) {
-	w := cfg.mixedWorkload()
-	r, err := load.New(load.Config{Workload: w, Sender: router, Progress: cfg.Progress, ProgressTTY: cfg.TTY, Label: "   mixed on " + name}, lg)
+// runMixed runs the open-loop mixed workload at rate.
+func runMixed(ctx context.Context, cfg Config, rate float64, router load.Sender, name string, lg *zap.Logger) (report.Stage, error) {
+	w := cfg.mixedWorkload(rate)
+	r, err := load.New(load.Config{Workload: w, Sender: router, Progress: cfg.Progress, ProgressTTY: cfg.TTY,
+		Label: fmt.Sprintf("   mixed on %s, %g req/s", name, rate)}, lg)
 	if err != nil {
 		return report.Stage{}, err
 	}

@@ -98,7 +98,8 @@ func TestConfigValidate(t *testing.T) {
 		"no model":    func(c *Config) { c.Model = "" },
 		"one core":    func(c *Config) { c.Cores = 1 },
 		"bad phase":   func(c *Config) { c.Phases = []string{"warm"} },
-		"zero rate":   func(c *Config) { c.MixedRate = 0 },
+		"zero rate":   func(c *Config) { c.MixedRates = []float64{0} },
+		"no rates":    func(c *Config) { c.MixedRates = nil },
 		"no classes":  func(c *Config) { c.Mixed = nil },
 		"no prompts":  func(c *Config) { c.LowLoadPrompts = nil },
 		"tiny output": func(c *Config) { c.OverheadOutput = 1 },
@@ -138,7 +139,10 @@ func testResults() (Config, *Results) {
 	}
 	colo, pd, full := StandardDeployments(2, true)
 	return cfg, &Results{Model: "/x/synth-110m-f32.gguf", Deployments: []Deployment{colo, pd, full},
-		Mixed:         map[string]report.Stage{"colocated": report.NewStage("m", 0.4, 0, mk(100, 50), slo), "pd": report.NewStage("m", 0.4, 0, mk(200, 20), slo)},
+		Mixed: map[string]report.Stage{"colocated": report.NewStage("m", 1, 0, mk(100, 50), slo), "pd": report.NewStage("m", 1, 0, mk(200, 20), slo)},
+		Sweep: map[string][]report.Stage{
+			"colocated": {report.NewStage("m", 0.5, 0, mk(50, 50), slo), report.NewStage("m", 1, 0, mk(100, 50), slo)},
+			"pd":        {report.NewStage("m", 0.5, 0, mk(100, 20), slo), report.NewStage("m", 1, 0, mk(200, 20), slo)}},
 		LowLoad:       map[string]report.Stage{"colocated": low(1000), "pd-prefill-all": low(1030)},
 		BeyondCompute: map[string]map[string]stats.Dist{"colocated": {"1024": {N: 1, P50: 2}}, "pd-prefill-all": {"1024": {N: 1, P50: 12}}},
 		Overhead: map[string]*Overhead{"pd": {TTFT: stats.Dist{N: 3, P50: 0.8, P99: 2.5}, Router: stats.Summary{TTFT: stats.Dist{N: 3, P50: 80}},
@@ -161,6 +165,8 @@ func TestMarkdownAndResults(t *testing.T) {
 		"RESULT mixed_pd_itl_p99 200 ms",
 		"RESULT lowload_pd_ttft_overhead_2048 3 %",
 		"RESULT router_added_ttft_p50_pd 0.8 ms",
+		"| 0.5 | 0.909 | 0.909 | 100% | 100% | 0 | 0 | 496 | 991 | 500.0 | 200.0 | 50.0 | 20.0 |",
+		"RESULT mixed_pd_rate0p5_itl_p99 200 ms",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
@@ -189,7 +195,8 @@ func TestWrite(t *testing.T) {
 	for _, p := range paths {
 		names[filepath.Base(p)] = true
 	}
-	for _, n := range []string{ComparisonFile, SummaryFile, "mixed_itl_cdf.png", "mixed_ttft_cdf.png", "mixed_tpot_cdf.png", "lowload_ttft.png"} {
+	for _, n := range []string{ComparisonFile, SummaryFile, "mixed_itl_cdf.png", "mixed_ttft_cdf.png", "mixed_tpot_cdf.png", "lowload_ttft.png",
+		"mixed_goodput_vs_rate.png", "mixed_itl_p99_vs_rate.png", "mixed_ttft_p99_vs_rate.png"} {
 		if !names[n] {
 			t.Fatalf("%s not written: %v", n, paths)
 		}
@@ -228,7 +235,7 @@ func TestRunSmall(t *testing.T) {
 	// reaches the decode node: that must still work.
 	cfg.Mixed = []load.Class{{Name: "chat", Weight: 1, Prompt: load.Fixed(16), Output: load.Fixed(24)},
 		{Name: "long", Weight: 1, Prompt: load.Fixed(300), Output: load.Fixed(4)}}
-	cfg.MixedRate, cfg.MixedRequests, cfg.MixedDuration = 20, 10, 10*time.Second
+	cfg.MixedRates, cfg.MixedRequests, cfg.MixedDuration = []float64{20}, 10, 10*time.Second
 	var progress strings.Builder
 	cfg.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -275,7 +282,7 @@ func TestRunSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(md, "RESULT mixed_pd_itl_p99 ") || !strings.Contains(md, "RESULT lowload_pd_ttft_overhead_256 ") || len(paths) != 6 {
+	if !strings.Contains(md, "RESULT mixed_pd_itl_p99 ") || !strings.Contains(md, "RESULT lowload_pd_ttft_overhead_256 ") || len(paths) != 9 {
 		t.Fatalf("comparison:\n%s\n%v", md, paths)
 	}
 	for _, f := range []string{"colocated/mixed/result.json", "pd/mixed/summary.md", "pd-prefill-all/lowload/ttft_cdf.png", "colocated.log"} {
