@@ -24,8 +24,15 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		c.Phases = strings.Split(s, ",")
 		return nil
 	})
-	fs.Func("kv-memory", "KV pool of every node (default "+strings.Join(c.NodeArgs[1:], "")+")", func(s string) error {
-		c.NodeArgs = []string{"--kv-memory", s}
+	fs.Func("kv-memory", "KV pool of every node (default "+strings.Join(c.NodeArgs[1:2], "")+")", func(s string) error {
+		c.NodeArgs[1] = s
+		return nil
+	})
+	fs.Func("node-flag", "an extra flag for every node, repeatable, e.g. --node-flag=--kv-dtype=int8", func(s string) error {
+		if !strings.HasPrefix(s, "-") {
+			return fmt.Errorf("%q is not a flag", s)
+		}
+		c.NodeArgs = append(c.NodeArgs, s)
 		return nil
 	})
 	fs.Func("mixed-rates", "mixed phase: Poisson arrival rates in req/s, comma-separated, a stage each; the middle one heads the comparison (default "+joinFloats(c.MixedRates)+")", func(s string) error {

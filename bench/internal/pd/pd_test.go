@@ -298,15 +298,15 @@ func TestFlags(t *testing.T) {
 	fs.SetOutput(new(strings.Builder))
 	c.AddFlags(fs)
 	err := fs.Parse([]string{"--phases", "mixed", "--kv-memory", "1GiB", "--class", "name=a,prompt=8,output=4", "--class", "name=b,prompt=9,output=5",
-		"--lowload-prompts", "100,200", "--slo-ttft", "2s", "--slo-tpot", "50ms"})
+		"--lowload-prompts", "100,200", "--slo-ttft", "2s", "--slo-tpot", "50ms", "--node-flag=--kv-dtype=int8", "--mixed-rates", "1,3"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Phases) != 1 || c.NodeArgs[1] != "1GiB" || len(c.Mixed) != 2 || c.Mixed[1].Name != "b" ||
+	if len(c.Phases) != 1 || strings.Join(c.NodeArgs, " ") != "--kv-memory 1GiB --kv-dtype=int8" || len(c.Mixed) != 2 || c.Mixed[1].Name != "b" || len(c.MixedRates) != 2 ||
 		len(c.LowLoadPrompts) != 2 || c.SLO.TTFTms != 2000 || c.SLO.TPOTms != 50 {
 		t.Fatalf("config %+v", c)
 	}
-	for _, bad := range [][]string{{"--class", "prompt=1"}, {"--lowload-prompts", "0"}, {"--slo-ttft", "soon"}} {
+	for _, bad := range [][]string{{"--class", "prompt=1"}, {"--lowload-prompts", "0"}, {"--slo-ttft", "soon"}, {"--node-flag", "x"}, {"--mixed-rates", "1,-2"}} {
 		c := DefaultConfig()
 		fs := flag.NewFlagSet("x", flag.ContinueOnError)
 		fs.SetOutput(new(strings.Builder))
