@@ -69,6 +69,9 @@ func summaryOnly(res *Results) *Results {
 func Markdown(cfg Config, res *Results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# PD vs colocated: %s\n\n", filepath.Base(res.Model))
+	if res.Incomplete != "" {
+		fmt.Fprintf(&b, "**Incomplete**: %s. The tables hold what was measured before.\n\n", res.Incomplete)
+	}
 	fmt.Fprintf(&b, "%d cores per deployment; machine load average %.1f before, %.1f after; %.0f s in all.\n\n", cfg.Cores, res.LoadAvg[0], res.LoadAvg[1], res.Elapsed)
 	for _, d := range res.Deployments {
 		fmt.Fprintf(&b, "- **%s**: %s\n", d.Name, d.Describe())

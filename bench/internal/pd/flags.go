@@ -72,6 +72,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "workload seed")
+	fs.DurationVar(&c.Budget, "budget", c.Budget, "most time the whole comparison may take; what is done by then is reported, marked incomplete (0: no limit)")
 }
 
 func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

@@ -70,9 +70,12 @@ type Config struct {
 	MixedRequests int
 	MixedDuration time.Duration
 	SLO           stats.SLO
-	// PhaseGrace bounds how long a phase may run past its sending time
-	// (requests still in flight are then canceled and count as failed).
+	// PhaseGrace bounds how long a mixed stage may run past its sending
+	// time (requests still in flight are then canceled and count as
+	// failed); Budget bounds the whole run (what is done by then is
+	// reported, marked incomplete).
 	PhaseGrace time.Duration
+	Budget     time.Duration
 
 	// Progress receives progress lines (a terminal when TTY).
 	Progress io.Writer
@@ -92,7 +95,7 @@ func DefaultConfig() Config {
 		},
 		MixedRates: []float64{0.5, 1, 2}, MixedRequests: 30, MixedDuration: 60 * time.Second,
 		SLO:        stats.SLO{TTFTms: 5000, TPOTms: 50},
-		PhaseGrace: 90 * time.Second}
+		PhaseGrace: 60 * time.Second, Budget: 9 * time.Minute}
 }
 
 // Validate checks the configuration.
@@ -159,7 +162,9 @@ type Results struct {
 	Sweep map[string][]report.Stage `json:"sweep,omitempty"`
 	// LoadAvg is the machine's 1-minute load average before and after.
 	LoadAvg [2]float64 `json:"loadavg"`
-	Elapsed float64    `json:"elapsed_s"`
+	// Incomplete says why the run stopped early ("" when it did not).
+	Incomplete string  `json:"incomplete,omitempty"`
+	Elapsed    float64 `json:"elapsed_s"`
 }
 
 // Overhead compares the same requests through the router and straight to
@@ -177,7 +182,7 @@ type Overhead struct {
 // pd-prefill-all side by side for the low-load phase, whose requests
 // alternate between the two so that whatever else the machine is doing
 // weighs on both alike.
-func Run(ctx context.Context, cfg Config, lg *zap.Logger) (*Results, error) {
+func Run(ctx context.Context, cfg Config, lg *zap.Logger) (res *Results, err error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
@@ -185,22 +190,29 @@ func Run(ctx context.Context, cfg Config, lg *zap.Logger) (*Results, error) {
 		return nil, err
 	}
 	t0 := time.Now()
+	if cfg.Budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Budget)
+		defer cancel()
+	}
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
 	model := cfg.Model
 	if model == "" {
-		var err error
 		if model, err = SynthModel(ctx, cfg.ModelsDir, cfg.CacheDir, cfg.Progress); err != nil {
 			return nil, err
 		}
 	}
-	res := &Results{Model: model, Overhead: map[string]*Overhead{}, LowLoad: map[string]report.Stage{}, Mixed: map[string]report.Stage{},
+	res = &Results{Model: model, Overhead: map[string]*Overhead{}, LowLoad: map[string]report.Stage{}, Mixed: map[string]report.Stage{},
 		Sweep: map[string][]report.Stage{}, BeyondCompute: map[string]map[string]stats.Dist{}}
 	res.LoadAvg[0] = loadAvg()
 	defer func() {
 		res.LoadAvg[1] = loadAvg()
 		res.Elapsed = time.Since(t0).Seconds()
+		if err != nil {
+			res.Incomplete = err.Error()
+		}
 	}()
 	colo, split, full := StandardDeployments(cfg.Cores, cfg.Pin)
 	has := func(p string) bool { return slices.Contains(cfg.Phases, p) }

@@ -175,6 +175,10 @@ func TestMarkdownAndResults(t *testing.T) {
 	if t.Failed() {
 		t.Log(md)
 	}
+	res.Incomplete = "context deadline exceeded"
+	if md := Markdown(cfg, res); !strings.Contains(md, "**Incomplete**: context deadline exceeded.") {
+		t.Fatal("an incomplete run is not marked")
+	}
 	lines := ResultLines(res)
 	want := []string{"mixed_colocated_ttft_p99", "mixed_colocated_itl_p99", "mixed_colocated_goodput", "mixed_pd_ttft_p99", "mixed_pd_itl_p99", "mixed_pd_goodput"}
 	for i, w := range want {
