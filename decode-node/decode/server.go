@@ -27,7 +27,8 @@ type Config struct {
 	// Version is reported by Info.
 	Version string
 	// ReserveTTL bounds how long a reservation waits for its commit, and a
-	// committed sequence for its stream (default 30s).
+	// committed sequence for its stream (default 2m; the router asks for
+	// less, its first-token timeout).
 	ReserveTTL time.Duration
 	// AllowLocal accepts local reservations (a colocated prefill).
 	AllowLocal bool
@@ -78,7 +79,7 @@ func New(cfg Config, eng *engine.Engine, recv *kvtransfer.Receiver, lg *zap.Logg
 		lg = zap.NewNop()
 	}
 	if cfg.ReserveTTL <= 0 {
-		cfg.ReserveTTL = 30 * time.Second
+		cfg.ReserveTTL = 2 * time.Minute
 	}
 	if cfg.Role == "" {
 		cfg.Role = "decode"

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -170,6 +171,15 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	lg = lg.With(zap.String("node", cfg.ID))
+	// Compute takes the CPUs the process was given; the Go scheduler gets
+	// at least two threads, so that gossip, lease keep-alives and gRPC are
+	// never queued behind a forward pass on a node pinned to one CPU.
+	if n := runtime.GOMAXPROCS(0); n < 2 {
+		if cfg.Engine.Workers == 0 {
+			cfg.Engine.Workers = n
+		}
+		runtime.GOMAXPROCS(2)
+	}
 	m, err := engine.OpenModel(cfg.Model)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"net"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -26,14 +27,23 @@ import (
 	prefillv1 "github.com/duet-llm/duet/proto/duet/prefill/v1"
 )
 
-// Config is the decode node's configuration (shared with every node).
-type Config struct{ node.Config }
+// Config is the decode node's configuration: what every node has, and
+// how long a reservation may wait.
+type Config struct {
+	node.Config
+	ReserveTTL time.Duration
+}
 
 // DefaultConfig is what the flags start from.
-func DefaultConfig() Config { return Config{node.DefaultConfig(cluster.RoleDecode)} }
+func DefaultConfig() Config {
+	return Config{Config: node.DefaultConfig(cluster.RoleDecode), ReserveTTL: 2 * time.Minute}
+}
 
 // AddFlags registers the flags.
-func (c *Config) AddFlags(fs *flag.FlagSet) { c.Config.AddFlags(fs) }
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	c.Config.AddFlags(fs)
+	fs.DurationVar(&c.ReserveTTL, "reserve-ttl", c.ReserveTTL, "longest a reservation waits for its prefill's commit (the router asks for its first-token timeout; this caps it)")
+}
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
@@ -91,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 			adv = ""
 		}
 	}
-	dec, err := decode.New(decode.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version,
+	dec, err := decode.New(decode.Config{NodeID: cfg.ID, Role: string(cfg.Role), Version: version.Version, ReserveTTL: cfg.ReserveTTL,
 		AllowLocal: cfg.Role == cluster.RoleBoth,
 		OnLoad: func(l decode.Load) {
 			report(func(c *cluster.Load) { c.FreeBlocks, c.RunningSeqs = l.FreeBlocks, l.RunningSeqs })
