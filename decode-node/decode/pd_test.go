@@ -87,7 +87,7 @@ func startPair(t *testing.T, o engine.Options) *pair {
 	g.Go(func() error { return kvSrv.Run(ctx) })
 	<-kvSrv.Ready()
 	var err error
-	p.decSrv, err = decode.New(decode.Config{NodeID: "d1", ReserveTTL: 5 * time.Second}, p.decEng, recv, lg)
+	p.decSrv, err = decode.New(decode.Config{NodeID: "d1", ReserveTTL: time.Minute, AttachGrace: 100 * time.Millisecond}, p.decEng, recv, lg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,4 +406,21 @@ func TestCollectorsLint(t *testing.T) {
 	for _, pr := range problems {
 		t.Errorf("%s: %s", pr.Metric, pr.Text)
 	}
+}
+
+// TestDrainCancelsUnattached: a reservation nobody attached to (its router
+// gave up between Reserve and Attach) does not hold a draining node for
+// its whole TTL.
+func TestDrainCancelsUnattached(t *testing.T) {
+	p := startPair(t, engine.DefaultOptions())
+	sp, _ := protoconv.Sampling(greedy(8, nil))
+	if _, err := p.dec.Reserve(context.Background(), &decodev1.ReserveRequest{PromptTokens: 4, Sampling: sp}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // far below the minute of TTL
+	defer cancel()
+	if err := p.decSrv.Drain(ctx); err != nil {
+		t.Fatalf("drain with an unattached reservation: %v", err)
+	}
+	waitFree(t, p.decEng)
 }

@@ -30,6 +30,9 @@ type Config struct {
 	// committed sequence for its stream (default 2m; the router asks for
 	// less, its first-token timeout).
 	ReserveTTL time.Duration
+	// AttachGrace is how long a draining node waits for a reservation's
+	// stream before it cancels the reservation (default 3s).
+	AttachGrace time.Duration
 	// AllowLocal accepts local reservations (a colocated prefill).
 	AllowLocal bool
 	// OnLoad, when set, is called (from the server's goroutines, never
@@ -84,6 +87,9 @@ func New(cfg Config, eng *engine.Engine, recv *kvtransfer.Receiver, lg *zap.Logg
 	if cfg.Role == "" {
 		cfg.Role = "decode"
 	}
+	if cfg.AttachGrace <= 0 {
+		cfg.AttachGrace = 3 * time.Second
+	}
 	s := &Server{cfg: cfg, eng: eng, pool: eng.Pool(), recv: recv, vocab: eng.Model().LM.Vocab, lg: lg, m: newMetrics(),
 		admit: make(chan *admission, 1024), res: map[uint64]*reservation{}, nextID: 1, empty: make(chan struct{})}
 	if recv != nil {
@@ -133,6 +139,11 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
+	// A reservation whose router never attached (it gave up, or died,
+	// between Reserve and Attach) would wait out its TTL: while draining,
+	// it gets AttachGrace to attach, then is canceled.
+	orphans := time.NewTimer(s.cfg.AttachGrace)
+	defer orphans.Stop()
 	for {
 		s.mu.Lock()
 		n, empty := len(s.res), s.empty
@@ -142,6 +153,18 @@ func (s *Server) Drain(ctx context.Context) error {
 		}
 		select {
 		case <-empty:
+		case <-orphans.C:
+			s.mu.Lock()
+			var unattached []*reservation
+			for _, r := range s.res {
+				if !r.attachFlag.Load() {
+					unattached = append(unattached, r)
+				}
+			}
+			s.mu.Unlock()
+			for _, r := range unattached {
+				r.cancel("draining: no stream attached")
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("drain: %d requests still running: %w", n, ctx.Err())
 		}

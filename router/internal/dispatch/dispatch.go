@@ -416,6 +416,17 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 			return res, 0, &legError{node: pr.d.ID, retry: true, err: err}
 		}
 	}
+	// Whatever ends this attempt early, give the reservation back at once:
+	// an attach stream that never reached the node would otherwise leave it
+	// to its TTL (and hold up a draining node).
+	finished := false
+	defer func() {
+		if !finished {
+			rctx, cancel := context.WithTimeout(context.Background(), d.cfg.ReserveTimeout)
+			_, _ = dec.Release(rctx, &decodev1.ReleaseRequest{ReservationId: rr.GetReservationId(), Token: token, Reason: "router gave up"})
+			cancel()
+		}
+	}()
 
 	// 2. Attach, read in the background so a dead decode node is seen
 	// while the prefill runs.
@@ -506,6 +517,7 @@ func (d *Dispatcher) attempt(ctx context.Context, req *gen.Request, sp *commonv1
 				if f.GetReason() == "error" {
 					return res, emitted, fmt.Errorf("decode node %s: %s", pr.d.ID, f.GetError())
 				}
+				finished = true // the decode node freed the reservation itself
 				return gen.Result{FinishReason: f.GetReason(), CompletionTokens: emitted, Timings: timings}, emitted, nil
 			}
 		case <-timer.C:
