@@ -45,7 +45,7 @@ func TestSlowModel(t *testing.T) {
 			cluster.RoleDecode:  {"--threads", "1"},
 		}})
 	t.Run("prefill node killed mid-prefill", func(t *testing.T) { killPrefill(t, c, logs, slow) })
-	t.Run("draining decode node", func(t *testing.T) { drainingNode(t, c, slow, 300) })
+	t.Run("draining decode node", func(t *testing.T) { drainingNode(t, c, slow, 1500) })
 	t.Run("killed decode node mid-generation", func(t *testing.T) { killDecode(t, c, slow) })
 }
 
