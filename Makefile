@@ -18,8 +18,12 @@ export MODEL
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/duet-llm/duet/engine/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 15m
-# Debian packages the build and tests need, as command=package pairs.
-DEB_DEPS  := protoc=protobuf-compiler chromium=chromium
+# Debian packages the build and tests need, as command=package pairs (a
+# command starting with / is a file that must exist): protoc for the
+# generated code, Chromium for the dashboard test, libibverbs for the RDMA
+# library and header-layout tests.
+DEB_DEPS  := protoc=protobuf-compiler chromium=chromium \
+	/usr/include/infiniband/verbs.h=libibverbs-dev
 PROTOS    := $(shell find proto/duet -name '*.proto' | sort)
 
 .PHONY: help
@@ -29,7 +33,7 @@ help: ## list the targets
 .PHONY: deps
 deps: ## install what the build and tests need (Debian packages, Go modules)
 	@missing=""; for pair in $(DEB_DEPS); do cmd=$${pair%%=*}; pkg=$${pair##*=}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	  case $$cmd in /*) [ -e $$cmd ] ;; *) command -v $$cmd >/dev/null 2>&1 ;; esac || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
