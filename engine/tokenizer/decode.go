@@ -4,6 +4,13 @@ import (
 	"unicode/utf8"
 )
 
+// Piece returns the bytes token id decodes to on its own, before UTF-8
+// reassembly: SPM's "▁" as a space, a byte token as its one byte, a
+// byte-level BPE token as its bytes (possibly part of a character). It is
+// "" for control, unknown, unused and out-of-range ids. (OpenAI's logprobs
+// report these bytes per token.)
+func (t *Tokenizer) Piece(id int32) string { return t.piece(id) }
+
 // piece returns what id decodes to ("" for control, unknown, unused and
 // out-of-range ids).
 func (t *Tokenizer) piece(id int32) string {
