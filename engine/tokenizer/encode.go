@@ -159,7 +159,7 @@ func (t *Tokenizer) spmMerge(st *encodeState, text []byte, out []int32) []int32 
 	}
 	for len(q) > 0 {
 		var b spmBigram
-		b, q = popSPM(q)
+		b, q = pop(q)
 		l, r := &syms[b.left], &syms[b.right]
 		if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
 			continue // stale: one side has merged since
@@ -196,7 +196,7 @@ func (t *Tokenizer) spmTry(q []spmBigram, syms []symbol, text []byte, l, r int32
 	if !ok {
 		return q
 	}
-	return pushSPM(q, spmBigram{left: l, right: r, score: t.scores[id], size: a.n + b.n})
+	return push(q, spmBigram{left: l, right: r, score: t.scores[id], size: a.n + b.n})
 }
 
 // spmFallback encodes a character that is not a token: its UTF-8 bytes as
@@ -219,7 +219,11 @@ func (t *Tokenizer) spmFallback(piece []byte, out []int32) []int32 {
 	return out
 }
 
-func pushSPM(q []spmBigram, x spmBigram) []spmBigram {
+// bigram is a candidate merge; before orders the merge queue (a binary
+// min-heap by before, so the best merge pops first).
+type bigram[T any] interface{ before(T) bool }
+
+func push[T bigram[T]](q []T, x T) []T {
 	q = append(q, x)
 	for i := len(q) - 1; i > 0; {
 		p := (i - 1) / 2
@@ -232,7 +236,7 @@ func pushSPM(q []spmBigram, x spmBigram) []spmBigram {
 	return q
 }
 
-func popSPM(q []spmBigram) (spmBigram, []spmBigram) {
+func pop[T bigram[T]](q []T) (T, []T) {
 	top := q[0]
 	n := len(q) - 1
 	q[0] = q[n]
@@ -327,7 +331,7 @@ func (t *Tokenizer) bpeWord(st *encodeState, word string, out []int32) []int32 {
 	}
 	for len(q) > 0 {
 		var b bpeBigram
-		b, q = popBPE(q)
+		b, q = pop(q)
 		l, r := &syms[b.left], &syms[b.right]
 		if l.n == 0 || r.n == 0 || l.id != b.lid || r.id != b.rid || l.next != b.right {
 			continue // stale
@@ -374,43 +378,7 @@ func (t *Tokenizer) bpeTry(q []bpeBigram, syms []symbol, l, r int32) []bpeBigram
 	if !ok {
 		return q
 	}
-	return pushBPE(q, bpeBigram{left: l, right: r, rank: m.rank, lid: a, rid: b, id: m.id})
-}
-
-func pushBPE(q []bpeBigram, x bpeBigram) []bpeBigram {
-	q = append(q, x)
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !q[i].before(q[p]) {
-			break
-		}
-		q[i], q[p] = q[p], q[i]
-		i = p
-	}
-	return q
-}
-
-func popBPE(q []bpeBigram) (bpeBigram, []bpeBigram) {
-	top := q[0]
-	n := len(q) - 1
-	q[0] = q[n]
-	q = q[:n]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && q[r].before(q[l]) {
-			m = r
-		}
-		if !q[m].before(q[i]) {
-			break
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-	return top, q
+	return push(q, bpeBigram{left: l, right: r, rank: m.rank, lid: a, rid: b, id: m.id})
 }
 
 // byteToUnicode is GPT-2's bytes_to_unicode: the printable bytes '!'..'~',
